@@ -1,0 +1,1 @@
+"""One module per charon-ci command: each parses its inputs once and calls the cores."""
