@@ -1,0 +1,280 @@
+"""The runner protocol: inputs, outputs, workflow commands, log groups and the job summary.
+
+Matches `@actions/core`. Escaping comes from `actions-toolkit` (it is correct there); what that package
+gets wrong or lacks is done here: it prints empty annotation properties (`endLine=,col=`), exits the
+process inside `set_failed`, writes outputs one at a time with no delimiter check, and has no summary API.
+
+Import cost matters (`charon-ci tag` must start in about the time of a bare interpreter), so this module
+imports only the standard library and the two small toolkit modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import TextIO
+
+from actions_toolkit.command import escape_data, escape_property
+
+__all__ = [
+    "ActionFailure",
+    "InputError",
+    "Inputs",
+    "OutputError",
+    "Outputs",
+    "annotation",
+    "append_summary",
+    "debug",
+    "error",
+    "escape_data",
+    "escape_property",
+    "group",
+    "info",
+    "notice",
+    "run_action",
+    "set_secret",
+    "warning",
+]
+
+# YAML 1.2 core schema booleans, as @actions/core getBooleanInput accepts them.
+_TRUE_WORDS = frozenset({"true", "True", "TRUE"})
+_FALSE_WORDS = frozenset({"false", "False", "FALSE"})
+
+
+class ActionFailure(Exception):
+    """A clean, expected failure: reported as one `::error title=...::` line and exit code 1."""
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title = title
+        self.message = message
+
+
+class InputError(ActionFailure):
+    """An input that is missing or not one of the accepted values."""
+
+    def __init__(self, name: str, accepted: str, value: str | None = None) -> None:
+        if value is None:
+            message = f"Input '{name}' is required: {accepted}."
+        else:
+            shown = value if len(value) <= 80 else value[:77] + "..."
+            message = f"Input '{name}' got {shown!r}; accepted: {accepted}."
+        super().__init__(f"Invalid input '{name}'", message)
+        self.name = name
+        self.accepted = accepted
+        self.value = value
+
+
+class OutputError(ActionFailure):
+    """An output that cannot be written safely (name or value would break the file-command format)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("Cannot write output", message)
+
+
+def _stdout() -> TextIO:
+    return sys.stdout
+
+
+def _issue(command: str, message: str, properties: Mapping[str, object] | None = None) -> None:
+    """Print one workflow command; properties that are None or empty are left out."""
+    props = [
+        f"{key}={escape_property(str(value))}"
+        for key, value in (properties or {}).items()
+        if value is not None and str(value) != ""
+    ]
+    line = f"::{command}{' ' + ','.join(props) if props else ''}::{escape_data(message)}"
+    out = _stdout()
+    out.write(line + "\n")
+    out.flush()
+
+
+def annotation(
+    level: str,
+    message: str,
+    *,
+    title: str | None = None,
+    file: str | None = None,
+    line: int | None = None,
+    end_line: int | None = None,
+    col: int | None = None,
+    end_column: int | None = None,
+) -> None:
+    """An `error`, `warning` or `notice` annotation, with @actions/core's property names."""
+    if level not in {"error", "warning", "notice"}:
+        raise ValueError(f"unknown annotation level {level!r}")
+    if line is not None and end_line is None:
+        end_line = line
+    _issue(
+        level,
+        message,
+        {"title": title, "file": file, "line": line, "endLine": end_line, "col": col, "endColumn": end_column},
+    )
+
+
+def error(message: str, *, title: str | None = None, file: str | None = None, line: int | None = None) -> None:
+    annotation("error", message, title=title, file=file, line=line)
+
+
+def warning(message: str, *, title: str | None = None, file: str | None = None, line: int | None = None) -> None:
+    annotation("warning", message, title=title, file=file, line=line)
+
+
+def notice(message: str, *, title: str | None = None, file: str | None = None, line: int | None = None) -> None:
+    annotation("notice", message, title=title, file=file, line=line)
+
+
+def info(message: str) -> None:
+    """A plain log line. Each physical line that could be read as a workflow command is defused.
+
+    The runner treats any line beginning with `::` (after leading spaces) as a command, so such lines
+    get a zero-width prefix that is invisible in the log but breaks the match.
+    """
+    out = _stdout()
+    for part in message.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if part.lstrip().startswith("::"):
+            part = "\u200b" + part
+        out.write(part + "\n")
+    out.flush()
+
+
+def debug(message: str) -> None:
+    _issue("debug", message)
+
+
+def set_secret(value: str) -> None:
+    """Ask the runner to mask `value` in every later log line; call before anything could print it."""
+    if value:
+        _issue("add-mask", value)
+
+
+@contextlib.contextmanager
+def group(title: str) -> Iterator[None]:
+    _issue("group", title)
+    try:
+        yield
+    finally:
+        _issue("endgroup", "")
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def append_summary(markdown: str, env: Mapping[str, str] | None = None) -> bool:
+    """Append Markdown to the job summary; returns False (and writes nothing) outside a runner."""
+    path = _env(env).get("GITHUB_STEP_SUMMARY", "")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    return True
+
+
+class Inputs:
+    """Reads action inputs from `INPUT_<NAME>` the way @actions/core does.
+
+    Composite actions get no INPUT_* variables from the runner, so each action.yml maps them in `env:`;
+    the runner does not enforce `required: true` either, so `required` is checked here.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = _env(env)
+
+    @staticmethod
+    def variable(name: str) -> str:
+        return "INPUT_" + name.replace(" ", "_").upper()
+
+    def raw(self, name: str) -> str | None:
+        return self._env.get(self.variable(name))
+
+    def text(self, name: str, default: str = "", *, required: bool = False, accepted: str = "a value") -> str:
+        value = (self.raw(name) or "").strip()
+        if not value:
+            if required:
+                raise InputError(name, accepted)
+            return default
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool:
+        accepted = "true | True | TRUE | false | False | FALSE"
+        value = (self.raw(name) or "").strip()
+        if not value:
+            if default is None:
+                raise InputError(name, accepted)
+            return default
+        if value in _TRUE_WORDS:
+            return True
+        if value in _FALSE_WORDS:
+            return False
+        raise InputError(name, accepted, value)
+
+    def lines(self, name: str, *, required: bool = False, accepted: str = "one value a line") -> list[str]:
+        values = [line.strip() for line in (self.raw(name) or "").splitlines()]
+        values = [line for line in values if line]
+        if required and not values:
+            raise InputError(name, accepted)
+        return values
+
+
+class Outputs:
+    """Collects outputs and writes them to `GITHUB_OUTPUT` in one go, so a failure leaves none half-written.
+
+    Each value is framed as `name<<ghadelimiter_<uuid4>` ... delimiter; a value (or name) containing the
+    delimiter is refused, since the runner would end the value there (CVE-2022-35954).
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = _env(env)
+        self._values: dict[str, str] = {}
+
+    def set(self, name: str, value: str) -> None:
+        if not name or any(ch in name for ch in "\r\n") or "<<" in name or "=" in name:
+            raise OutputError(f"output name {name!r} is not a valid name")
+        self._values[name] = value
+
+    @property
+    def values(self) -> dict[str, str]:
+        return dict(self._values)
+
+    def render(self, delimiter: str | None = None) -> str:
+        delimiter = delimiter or f"ghadelimiter_{uuid.uuid4()}"
+        chunks = []
+        for name, value in self._values.items():
+            if delimiter in name or delimiter in value:
+                raise OutputError(f"output {name!r} contains the delimiter and cannot be written safely")
+            chunks.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        return "".join(chunks)
+
+    def flush(self) -> dict[str, str] | None:
+        """Write every output; returns them instead when there is no `GITHUB_OUTPUT` (local use)."""
+        path = self._env.get("GITHUB_OUTPUT", "")
+        if not path:
+            return self.values
+        text = self.render()
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        self._values.clear()
+        return None
+
+
+def run_action(main: Callable[[], int | None], env: Mapping[str, str] | None = None) -> int:
+    """Run an action body; expected failures become one `::error` line and exit code 1, never a traceback."""
+    try:
+        code = main()
+    except ActionFailure as failure:
+        error(failure.message, title=failure.title)
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted", title="charon-ci stopped")
+        return 1
+    except Exception as unexpected:  # the last line of defence: no traceback in the log, but say what broke
+        if _env(env).get("RUNNER_DEBUG") == "1":
+            info(traceback.format_exc())
+        error(f"{type(unexpected).__name__}: {unexpected}", title="charon-ci internal error")
+        return 1
+    return 0 if code is None else code
