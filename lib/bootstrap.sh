@@ -17,22 +17,23 @@ fail() {
   exit 1
 }
 
-python_bin=""
-for candidate in ${CHARON_CI_PYTHON_CANDIDATES:-python3.13 python3.12 python3.11 python3}; do
-  if command -v "$candidate" >/dev/null 2>&1 &&
-    "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    python_bin=$(command -v "$candidate")
-    break
-  fi
-done
-[ -n "$python_bin" ] || fail "charon-ci needs Python 3.11 or newer on PATH (add actions/setup-python before this step)"
-
-key=$({ cat "$lock"; printf '%s\n%s\n' "$python_bin" "$root"; } | sha256sum | cut -c1-16)
+candidates=${CHARON_CI_PYTHON_CANDIDATES:-python3.13 python3.12 python3.11 python3}
+# The key names the interpreters on PATH without running them, so reuse costs no interpreter start.
+found=$(for candidate in $candidates; do command -v "$candidate" || true; done)
+key=$({ cat "$lock"; printf '%s\n%s\n' "$found" "$root"; } | sha256sum | cut -c1-16)
 venv="$base/venv-$key"
 
 if [ ! -f "$venv/.charon-ci-ready" ]; then
   # Steps of one job run one at a time, so no lock is needed; the marker is written last, so a half-made
   # environment (a cancelled step) is made again rather than used.
+  python_bin=""
+  for candidate in $found; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      python_bin=$candidate
+      break
+    fi
+  done
+  [ -n "$python_bin" ] || fail "charon-ci needs Python 3.11 or newer on PATH (add actions/setup-python before this step)"
   rm -rf "$venv"
   mkdir -p "$base"
   "$python_bin" -m venv --without-pip "$venv"
