@@ -665,3 +665,10 @@ def test_importing_the_module_loads_no_http_stack() -> None:
         .split(",")
     )
     assert "requests" not in loaded and "urllib3" not in loaded
+
+
+def test_link_header_with_commas_inside_urls(api: ScriptedServer, gh: Harness) -> None:
+    nxt = f"{api.url}/runs?status=queued,in_progress&cursor=b"
+    api.on("GET", "/runs", Reply(200, [], {"Link": f'<{api.url}/runs?page=1>; rel="first", <{nxt}>; rel="next"'}))
+    (page,) = gh.client.iter_pages("/runs", max_pages=1)
+    assert page.response.next_url == nxt

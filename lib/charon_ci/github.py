@@ -84,6 +84,7 @@ _LOGGABLE_PARAMS = frozenset(
     }
 )  # fmt: skip
 _ERROR_BODY_LIMIT = 64 * 1024
+_LINK_ENTRY = re.compile(r"<([^>]*)>([^<,]*(?:,(?!\s*<)[^<,]*)*)")
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]+")
 
 T = TypeVar("T")
@@ -100,7 +101,10 @@ def api_path(*segments: str | int) -> str:
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:  # a malformed port: an origin nothing can equal
+        port = -1
     return scheme, (parts.hostname or "").lower(), port
 
 
@@ -384,18 +388,15 @@ class Download:
 
 
 def _link_targets(header: str) -> dict[str, str]:
-    """`rel -> url` from an RFC 8288 `Link` header as GitHub writes it."""
+    """`rel -> url` from an RFC 8288 `Link` header; a comma inside `<...>` does not split entries."""
     targets: dict[str, str] = {}
-    for part in header.split(","):
-        url_part, _, params = part.strip().partition(";")
-        url = url_part.strip()
-        if not (url.startswith("<") and url.endswith(">")):
-            continue
+    for match in _LINK_ENTRY.finditer(header):
+        url, params = match.group(1), match.group(2)
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
             if key.strip().lower() == "rel":
                 for rel in value.strip().strip('"').split():
-                    targets.setdefault(rel, url[1:-1])
+                    targets.setdefault(rel.lower(), url)
     return targets
 
 
