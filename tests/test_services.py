@@ -158,7 +158,9 @@ def test_a_port_in_use_is_a_clear_start_failure(tmp_path: Path) -> None:
 
 def test_stop_only_touches_the_process_it_recorded(tmp_path: Path) -> None:
     marker = tmp_path / "marker-file"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(marker)], start_new_session=True)
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(marker)], start_new_session=True
+    )
     try:
         stranger = services.Process("registry", sleeper.pid, str(tmp_path / "another-config.yml"), tmp_path / "log")
         services.stop_process(stranger)  # a recycled pid: its command line does not name our config
