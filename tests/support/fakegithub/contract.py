@@ -1,0 +1,191 @@
+"""Response contract: every body the fake serves is checked against GitHub's OpenAPI subset.
+
+Validators are compiled once per (operation, status) and cached, so checking costs one jsonschema pass per
+response. Statuses an operation does not declare (a 401 on an operation that lists none, a refusal such as
+the 400 "last tagged version", injected 5xx) must still carry GitHub's error shape: `basic-error`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jsonschema import FormatChecker
+from jsonschema.exceptions import best_match
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from referencing import Registry, Resource
+
+ENV_OPENAPI = "CHARON_GITHUB_OPENAPI"  # optional override of the spec's location
+_SPEC_URN = "urn:github-rest-subset"
+_ERROR_SCHEMA = "#/components/schemas/basic-error"
+
+
+def find_spec_path() -> Path:
+    """The OpenAPI subset: $CHARON_GITHUB_OPENAPI, else `shared/` beside the checkout (as laid for CI)."""
+    override = os.environ.get(ENV_OPENAPI, "").strip()
+    if override:
+        return Path(override)
+    repo_root = Path(__file__).resolve().parents[3]
+    candidates = [
+        repo_root.parent / "shared" / "github-rest" / "openapi-subset.json",
+        Path("/work/shared/github-rest/openapi-subset.json"),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"openapi-subset.json not found (set {ENV_OPENAPI}); looked in {candidates}")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One served response that broke the contract: the test that caused it must fail."""
+
+    operation_id: str | None
+    method: str
+    path: str
+    status: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} -> {self.status} ({self.operation_id}): {self.problem}"
+
+
+def _uri_like(value: object) -> bool:
+    # openapi-schema-validator leaves "uri" unchecked; GitHub's uris are absolute http(s) URLs.
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+def _format_checker() -> FormatChecker:
+    checker = FormatChecker()
+    checker.checkers = dict(oas30_format_checker.checkers)
+    checker.checks("uri")(_uri_like)
+    return checker
+
+
+@dataclass(frozen=True)
+class OperationSpec:
+    operation_id: str
+    method: str
+    path: str  # the OpenAPI template, e.g. /repos/{owner}/{repo}/pulls
+    responses: dict[str, Any]
+
+
+class Contract:
+    """The OpenAPI document and cached response validators."""
+
+    def __init__(self, spec_path: Path | None = None) -> None:
+        self.spec_path = spec_path or find_spec_path()
+        self.document: dict[str, Any] = json.loads(self.spec_path.read_text(encoding="utf-8"))
+        self._registry: Registry[Any] = Registry().with_resource(_SPEC_URN, Resource.opaque(self.document))
+        self._validators: dict[str, OAS30Validator] = {}
+        self._lock = threading.Lock()
+        self._format_checker = _format_checker()
+
+    @cached_property
+    def operations(self) -> dict[str, OperationSpec]:
+        found: dict[str, OperationSpec] = {}
+        for path, item in self.document["paths"].items():
+            for method, operation in item.items():
+                if method in {"get", "put", "post", "patch", "delete", "head"}:
+                    found[operation["operationId"]] = OperationSpec(
+                        operation["operationId"], method.upper(), path, operation["responses"]
+                    )
+        return found
+
+    def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            pointer = node["$ref"].removeprefix("#/").split("/")
+            target: Any = self.document
+            for part in pointer:
+                target = target[part]
+            node = target
+        return node
+
+    def validator(self, schema_ref_or_inline: dict[str, Any], key: str) -> OAS30Validator:
+        with self._lock:
+            cached = self._validators.get(key)
+            if cached is None:
+                schema = _absolutize(schema_ref_or_inline)
+                cached = OAS30Validator(schema, registry=self._registry, format_checker=self._format_checker)
+                self._validators[key] = cached
+            return cached
+
+    def error_validator(self) -> OAS30Validator:
+        return self.validator({"$ref": _ERROR_SCHEMA}, "basic-error")
+
+    def check(self, operation_id: str | None, status: int, content_type: str | None, body: bytes) -> str | None:
+        """None when the response fits the contract, else a one-line description of what is wrong."""
+        declared: dict[str, Any] | None = None
+        if status == 304:
+            # GitHub answers any conditional GET with 304 and no body, declared or not.
+            return None if not body else "a 304 must not carry a body"
+        if operation_id is not None:
+            operation = self.operations.get(operation_id)
+            if operation is None:
+                return f"unknown operation {operation_id!r}"
+            raw = operation.responses.get(str(status))
+            if raw is not None:
+                declared = self._resolve(raw)
+            elif status < 400:
+                return f"status {status} is not declared for {operation_id}"
+        if declared is None:
+            # Undeclared error (or unknown route): GitHub's error shape.
+            return self._check_json(body, content_type, self.error_validator(), "error body")
+        content = declared.get("content")
+        if not content:
+            return None if not body else f"status {status} declares no body but {len(body)} bytes were served"
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media not in content:
+            return f"content type {content_type!r} is not one of {sorted(content)}"
+        schema = content[media].get("schema")
+        if schema is None:
+            return None
+        return self._check_json(body, content_type, self.validator(schema, f"{operation_id}:{status}:{media}"), "body")
+
+    def _check_json(self, body: bytes, content_type: str | None, validator: OAS30Validator, what: str) -> str | None:
+        if not (content_type or "").lower().startswith("application/json"):
+            return f"{what} has content type {content_type!r}, expected application/json"
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            return f"{what} is not JSON: {exc}"
+        error = best_match(validator.iter_errors(document))
+        if error is None:
+            return None
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        return f"{what} fails the schema at {where}: {error.message[:300]}"
+
+
+def _absolutize(schema: Any) -> Any:
+    """Point local `#/...` references at the registered document."""
+    if isinstance(schema, dict):
+        return {
+            key: (_SPEC_URN + value if key == "$ref" and isinstance(value, str) and value.startswith("#") else
+                  _absolutize(value))
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_absolutize(item) for item in schema]
+    return schema
+
+
+_shared: Contract | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_contract() -> Contract:
+    """One Contract per process: compiled validators are reused by every FakeGitHub."""
+    global _shared  # noqa: PLW0603 - a process-wide cache is the point
+    with _shared_lock:
+        if _shared is None:
+            _shared = Contract()
+        return _shared

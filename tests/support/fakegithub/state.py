@@ -1,0 +1,232 @@
+"""In-memory GitHub state: users, repositories, workflows, runs, jobs, artifacts, pulls, packages.
+
+Entities are plain mutable dataclasses: a test may change a field after adding it (e.g. `run.status =
+"completed"`) and the next response shows it. Timestamps are epoch seconds of the fake's clock.
+Ids come from one counter per kind, started at realistic magnitudes so they never collide across kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .packages import PackageBackend
+
+OwnerType = Literal["User", "Organization"]
+Visibility = Literal["public", "private"]
+
+
+class Ids:
+    """Per-kind id counters (thread-safe via itertools.count's atomic next under the GIL)."""
+
+    def __init__(self) -> None:
+        bases = {
+            "user": 50_000_000, "repo": 600_000_000, "workflow": 80_000_000, "run": 9_000_000_000,
+            "check_suite": 25_000_000_000, "job": 27_000_000_000, "artifact": 1_500_000_000,
+            "pull": 1_800_000_000, "package": 3_000_000, "version": 200_000_000, "label": 6_000_000_000,
+        }
+        self._counters = {kind: itertools.count(base + 1) for kind, base in bases.items()}
+
+    def next(self, kind: str) -> int:
+        return next(self._counters[kind])
+
+
+def fake_sha(seed: str) -> str:
+    """A deterministic 40-hex commit sha for tests that do not care which."""
+    return hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class User:
+    login: str
+    id: int
+    type: OwnerType = "User"
+
+
+@dataclass
+class Repo:
+    owner: User
+    name: str
+    id: int
+    private: bool = False
+    default_branch: str = "main"
+    fork: bool = False
+    created_at: float = 0.0
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+
+@dataclass
+class Workflow:
+    id: int
+    repo: Repo
+    name: str
+    path: str
+    state: str = "active"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class Job:
+    id: int
+    run: Run
+    name: str
+    status: str = "completed"
+    conclusion: str | None = "success"
+    created_at: float = 0.0
+    started_at: float = 0.0
+    completed_at: float | None = None
+    run_attempt: int = 1
+    labels: list[str] = field(default_factory=lambda: ["ubuntu-latest"])
+    runner_name: str | None = "GitHub Actions 2"
+    steps: list[dict[str, object]] = field(default_factory=list)  # raw step objects (name/status/...)
+
+
+@dataclass
+class Run:
+    id: int
+    repo: Repo
+    workflow: Workflow
+    run_number: int
+    event: str = "push"
+    status: str = "completed"
+    conclusion: str | None = "success"
+    head_branch: str | None = "main"
+    head_sha: str = ""
+    head_repo: Repo | None = None  # None: the repository itself; a fork's Repo for fork pull requests
+    actor: User | None = None
+    triggering_actor: User | None = None
+    run_attempt: int = 1
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    run_started_at: float = 0.0
+    check_suite_id: int = 0
+    display_title: str = ""
+    head_commit_message: str = "Update"
+    pull_requests: list[Pull] = field(default_factory=list)
+    referenced_workflows: list[dict[str, str]] = field(default_factory=list)
+    usage: dict[str, object] | None = None  # explicit /timing body; None: derived from the jobs
+    jobs: list[Job] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    @property
+    def source_repo(self) -> Repo:
+        return self.head_repo or self.repo
+
+
+@dataclass
+class Artifact:
+    id: int
+    repo: Repo
+    name: str
+    data: bytes
+    run: Run | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    expires_at: float = 0.0
+    expired: bool = False
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Pull:
+    id: int
+    number: int
+    repo: Repo  # the base repository
+    head_repo: Repo  # the base repository itself, or a fork (owner differs)
+    head_ref: str
+    head_sha: str
+    base_ref: str
+    base_sha: str
+    user: User
+    title: str = "Change"
+    body: str | None = None
+    state: Literal["open", "closed"] = "open"
+    draft: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    closed_at: float | None = None
+    merged_at: float | None = None
+    merge_commit_sha: str | None = None
+    commits: list[str] = field(default_factory=list)  # shas of the PR's commits (head_sha included)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def from_fork(self) -> bool:
+        return self.head_repo.id != self.repo.id
+
+
+@dataclass
+class Package:
+    id: int
+    owner: User
+    name: str
+    package_type: str
+    visibility: Visibility
+    backend: PackageBackend
+    repository: Repo | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class Token:
+    """A credential the fake accepts. `kind` "installation" is a GITHUB_TOKEN (ghs_...), "pat" a PAT."""
+
+    value: str
+    login: str = "charon-bot"
+    kind: Literal["pat", "installation", "oauth"] = "pat"
+    read_only: bool = False  # writes (DELETE) answer 403 "Resource not accessible by integration"
+    rate_limit: int = 5000  # primary budget per hour (GITHUB_TOKEN: 1,000)
+    can_list_packages: bool = True  # GITHUB_TOKEN cannot list an owner's packages
+    user_id: int = 0
+
+
+class State:
+    """All entities, guarded by one lock that request handlers hold while they read or change state."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.ids = Ids()
+        self.users: dict[str, User] = {}
+        self.repos: dict[str, Repo] = {}
+        self.workflows: dict[int, Workflow] = {}
+        self.runs: dict[int, Run] = {}
+        self.jobs: dict[int, Job] = {}
+        self.artifacts: dict[int, Artifact] = {}
+        self.pulls: dict[int, Pull] = {}
+        self.packages: dict[int, Package] = {}
+        self.tokens: dict[str, Token] = {}
+
+    def user(self, login: str, type: OwnerType | None = None) -> User:
+        with self.lock:
+            found = self.users.get(login.lower())
+            if found is None:
+                found = User(login, self.ids.next("user"), type or "User")
+                self.users[login.lower()] = found
+            elif type is not None:
+                found.type = type
+            return found
+
+    def find_repo(self, owner: str, name: str) -> Repo | None:
+        return self.repos.get(f"{owner}/{name}".lower())
+
+    def runs_of(self, repo: Repo) -> list[Run]:
+        return [run for run in self.runs.values() if run.repo.id == repo.id]
+
+    def package(self, owner: str, package_type: str, name: str) -> Package | None:
+        for package in self.packages.values():
+            if (package.owner.login.lower() == owner.lower() and package.package_type == package_type
+                    and package.name == name):
+                return package
+        return None
