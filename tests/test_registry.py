@@ -35,6 +35,7 @@ from charon_ci.registry import (
     Unsupported,
     parse_image_reference,
 )
+from tests.support import services
 from tests.support.images import ImageFactory, PushedImage, PushedIndex
 from tests.support.services import Registry
 
@@ -784,3 +785,21 @@ def test_delete_by_digest(registry: Registry, image_factory: ImageFactory, repos
     with pytest.raises(ManifestUnknown):
         client.delete_manifest(repository, pushed.digest)
     assert client.get_manifest(repository, "keep").digest == kept.digest
+
+
+def test_basic_auth_against_a_real_registry() -> None:
+    with services.running_registry(credentials=("charon", "s3cret-pass")) as locked:
+        factory = ImageFactory(locked.host)
+        factory.session.auth = ("charon", "s3cret-pass")
+        pushed = factory.push_image("private/app", "v1")
+        with pytest.raises(Unauthorized, match="no credentials"):
+            locked.client().get_manifest("private/app", "v1")
+        with pytest.raises(Unauthorized) as refused:
+            locked.client(username="charon", password="wrong-pass").get_manifest("private/app", "v1")
+        assert refused.value.status == 401 and "wrong-pass" not in str(refused.value)
+        session = CountingSession()
+        client = locked.client(username="charon", password="s3cret-pass", session=session)
+        assert client.get_manifest("private/app", "v1").digest == pushed.digest
+        assert client.list_tags("private/app") == ["v1"]
+        # one challenge, then credentials go up front
+        assert session.requests == ["GET /v2/private/app/manifests/v1"] * 2 + ["GET /v2/private/app/tags/list"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -148,9 +149,9 @@ def _wait(name: str, ready: Callable[[], bool], process: subprocess.Popen[bytes]
     raise ServiceError(f"{name} not ready after {timeout:.0f}s; log {log}:\n{_log_tail(log)}")
 
 
-def registry_ready(host: str) -> bool:
+def registry_ready(host: str, credentials: tuple[str, str] | None = None) -> bool:
     try:
-        return requests.get(f"http://{host}/v2/", timeout=2).status_code == 200
+        return requests.get(f"http://{host}/v2/", auth=credentials, timeout=2).status_code == 200
     except requests.RequestException:
         return False
 
@@ -166,7 +167,8 @@ def engine_ready(docker_host: str) -> bool:
         return False
 
 
-def registry_config(storage: Path, port: int) -> str:
+def registry_config(storage: Path, port: int, htpasswd: Path | None = None) -> str:
+    auth = f"auth:\n  htpasswd:\n    realm: charon-test\n    path: {json.dumps(str(htpasswd))}\n" if htpasswd else ""
     return (
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
@@ -174,24 +176,50 @@ def registry_config(storage: Path, port: int) -> str:
         "  delete:\n    enabled: true\n"
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: charon-ci-loopback-only\n"
+        f"{auth}"
     )
 
 
-def start_registry(workdir: Path, port: int | None = None, timeout: float = READY_TIMEOUT) -> tuple[Registry, Process]:
-    """Start `docker-registry serve` on 127.0.0.1 with storage under `workdir`; wait for `GET /v2/` = 200."""
+def htpasswd_line(username: str, password: str) -> str:
+    """An htpasswd entry distribution accepts (bcrypt, lowest cost: the registry checks it on every request)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # Python 3.11/3.12 (the project's venv); removed in 3.13
+
+    salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)  # noqa: S324 - bcrypt; low cost suits a loopback test
+    return f"{username}:{crypt.crypt(password, salt)}\n"
+
+
+def start_registry(
+    workdir: Path,
+    port: int | None = None,
+    timeout: float = READY_TIMEOUT,
+    credentials: tuple[str, str] | None = None,
+) -> tuple[Registry, Process]:
+    """Start `docker-registry serve` on 127.0.0.1 with storage under `workdir`; wait for `GET /v2/` = 200.
+
+    With `credentials` (user, password) the registry requires basic auth (htpasswd).
+    """
     binary = _require(REGISTRY_BINARY)
     storage = workdir / "registry-storage"
     storage.mkdir(parents=True, exist_ok=True)
+    htpasswd = None
+    if credentials is not None:
+        htpasswd = workdir / "htpasswd"
+        htpasswd.write_text(htpasswd_line(*credentials))
     attempts = 1 if port else 3  # a free port can be taken between probing and binding: try another
     for attempt in range(attempts):
         chosen = port or free_port()
         config = workdir / "registry.yml"
-        config.write_text(registry_config(storage, chosen))
+        config.write_text(registry_config(storage, chosen, htpasswd))
         log = workdir / "registry.log"
         process = _spawn("registry", [binary, "serve", str(config)], log)
         host = f"127.0.0.1:{chosen}"
         try:
-            _wait(f"docker-registry on {host}", lambda: registry_ready(host), process, log, timeout)  # noqa: B023
+            ready = functools.partial(registry_ready, host, credentials)
+            _wait(f"docker-registry on {host}", ready, process, log, timeout)
         except ServiceError:
             _terminate_child(process)
             if attempt + 1 == attempts:
@@ -327,9 +355,10 @@ def start_services(workdir: Path | None = None, port: int | None = None) -> Serv
 
 
 @contextlib.contextmanager
-def running_registry() -> Iterator[Registry]:
+def running_registry(credentials: tuple[str, str] | None = None) -> Iterator[Registry]:
+    """A registry of its own for one test (e.g. one that requires basic auth, or one to garbage-collect)."""
     workdir = Path(tempfile.mkdtemp(prefix="charon-registry-"))
-    registry, process = start_registry(workdir)
+    registry, process = start_registry(workdir, credentials=credentials)
     try:
         yield registry
     finally:
