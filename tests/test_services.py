@@ -100,8 +100,21 @@ def test_registry_deletes_by_digest_and_tags_go_with_it(
         "name": repository,
         "tags": None,
     }
+    assert image.digest not in registry.stored_manifests(repository)
     # blobs stay until garbage collection
     assert requests.head(f"{registry.url}/v2/{repository}/blobs/{image.config.digest}", timeout=10).status_code == 200
+
+
+@pytest.mark.services
+def test_storage_lists_untagged_manifests_too(
+    registry: services.Registry, image_factory: ImageFactory, repository: str
+) -> None:
+    index = image_factory.push_index(repository, "sha-1234567", attestations=True)
+    orphan = image_factory.push_image(repository, None)
+    stored = registry.stored_manifests(repository)
+    assert set(stored) == {index.digest, orphan.digest, *(m.digest for m in index.manifests)}
+    assert stored[orphan.digest] >= stored[index.digest]  # push times
+    assert repository in registry.stored_repositories()
 
 
 @pytest.mark.services

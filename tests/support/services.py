@@ -61,6 +61,27 @@ class Registry:
     def client(self, **options: object) -> RegistryClient:
         return RegistryClient(self.host, **options)  # type: ignore[arg-type]
 
+    def _repositories_dir(self) -> Path:
+        if self.storage_dir is None:
+            raise ServiceError(f"the storage of registry {self.host} is unknown (set {ENV_REGISTRY_STORAGE})")
+        return self.storage_dir / "docker" / "registry" / "v2" / "repositories"
+
+    def stored_manifests(self, repository: str) -> dict[str, float]:
+        """Every manifest digest the repository holds, tagged or not, with the time it was (last) pushed.
+
+        The distribution API cannot list untagged manifests; GHCR's package versions can, so a fake of
+        them reads the storage. A deleted manifest keeps its directory but loses its `link` file.
+        """
+        revisions = self._repositories_dir() / repository / "_manifests" / "revisions"
+        found: dict[str, float] = {}
+        for link in revisions.glob("*/*/link"):
+            found[f"{link.parent.parent.name}:{link.parent.name}"] = link.stat().st_mtime
+        return dict(sorted(found.items(), key=lambda item: item[1]))
+
+    def stored_repositories(self) -> list[str]:
+        root = self._repositories_dir()
+        return sorted(str(p.parent.relative_to(root)) for p in root.rglob("_manifests"))
+
     def blob_bytes_on_disk(self) -> int:
         """Bytes of blob data the registry stores (all repositories), for garbage-collection checks."""
         if self.storage_dir is None:
