@@ -725,6 +725,9 @@ def test_referrers_through_the_tag_schemas(registry: Registry, image_factory: Im
         f"HEAD /v2/{repository}/manifests/{signature.tags[0]}",
         f"HEAD /v2/{repository}/manifests/{attestation.tags[0]}",
     ]
+    session.requests.clear()
+    assert counted.referrers(repository, pushed.children[1].digest, known_tags=tags) == []
+    assert session.requests == []  # the API is known to be missing, and no tag names this digest
 
 
 @pytest.mark.services

@@ -154,6 +154,7 @@ class RegistryClient:
         self._challenge_scopes: dict[str, str] = {}
         self._bearer: Mapping[str, str] | None = None  # realm/service of the last bearer challenge
         self._basic = False  # the registry asked for basic auth once: send it up front from then on
+        self._referrers_api_missing = False  # learnt from a 404: later lookups go straight to the tag schemas
 
     def __repr__(self) -> str:  # no credentials in reprs
         return f"RegistryClient({self.host!r}, authenticated={self._credentials is not None})"
@@ -296,6 +297,8 @@ class RegistryClient:
         return found
 
     def _referrers_api(self, repository: str, digest: str, artifact_type: str | None) -> ImageIndex | None:
+        if self._referrers_api_missing:
+            return None
         query = f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
         try:
             response = self._request(
@@ -306,7 +309,8 @@ class RegistryClient:
                 stream=True,
             )
         except (NotFound, Unsupported):
-            return None  # the spec's signal that the registry has no referrers API
+            self._referrers_api_missing = True  # the spec's signal that the registry has no referrers API
+            return None
         body = self._read_limited(response, oci.MAX_MANIFEST_BYTES)
         try:
             index = oci.parse_manifest(body, response.headers.get("Content-Type"))

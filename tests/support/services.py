@@ -58,8 +58,11 @@ class Registry:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def client(self, **options: object) -> RegistryClient:
-        return RegistryClient(self.host, **options)  # type: ignore[arg-type]
+    def client(
+        self, username: str | None = None, password: str | None = None, session: requests.Session | None = None
+    ) -> RegistryClient:
+        """charon_ci's registry client for this registry (no retries: a loopback failure is a real failure)."""
+        return RegistryClient(self.host, username=username, password=password, session=session, retries=0)
 
     def _repositories_dir(self) -> Path:
         if self.storage_dir is None:
