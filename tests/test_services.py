@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,19 @@ def test_engine_pulls_a_single_image_by_digest_and_reads_its_label(
 
 @pytest.mark.services
 def test_saved_archive_loads_back(
-    docker_client: Any, image_factory: ImageFactory, repository: str, tmp_path: Path
+    registry: services.Registry, docker_client: Any, image_factory: ImageFactory, repository: str, tmp_path: Path
 ) -> None:
-    pushed = image_factory.push_image(repository, "pr-9-0123456", revision=REVISION)
+    pushed = image_factory.push_image(repository, ["pr-9-0123456", "latest"], revision=REVISION)
     reference = pushed.tagged("pr-9-0123456")
     pull(docker_client, reference)
+    assert pull(docker_client, f"{registry.host}/{repository}").id == pushed.config.digest  # implicit :latest
     archive = save_image_archive(docker_client, reference, tmp_path / "charon-image.tar")
+    with tarfile.open(archive) as tar:  # docker-archive: manifest.json names the image and its config
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        (entry,) = json.load(member)
+    assert entry["RepoTags"] == [reference]
+    assert entry["Config"].removesuffix(".json").rsplit("/", 1)[-1] == pushed.config.digest.split(":", 1)[1]
     docker_client.images.remove(reference, force=True)
     with archive.open("rb") as data:  # a file, not bytes (docker-py#687)
         (loaded,) = docker_client.images.load(data)

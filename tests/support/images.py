@@ -511,7 +511,12 @@ def _tags(tag: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def pull(docker_client: Any, reference: str, platform: str | None = None) -> Any:
     """Pull through the engine and return the image; errors reported inside the stream are raised."""
-    repository, _, tag = reference.rpartition("@") if "@" in reference else reference.rpartition(":")
+    if "@" in reference:
+        repository, _, tag = reference.partition("@")
+    elif ":" in reference.rsplit("/", 1)[-1]:
+        repository, _, tag = reference.rpartition(":")
+    else:  # `host:port/repo`: the colon is the port's
+        repository, tag = reference, "latest"
     for event in docker_client.api.pull(repository, tag=tag, platform=platform, stream=True, decode=True):
         if isinstance(event, dict) and event.get("error"):
             raise PushError(f"pull {reference}: {event['error']}")
@@ -520,8 +525,9 @@ def pull(docker_client: Any, reference: str, platform: str | None = None) -> Any
 
 def save_image_archive(docker_client: Any, reference: str, path: Path) -> Path:
     """Write a pulled image as a docker-archive tar (what `docker save` gives), like a CI artifact."""
-    image = docker_client.images.get(reference)
+    # by name, not `Image.save(named=True)`: that names the archive after the image's first tag, which may
+    # be another of its tags
     with path.open("wb") as out:
-        for chunk in image.save(named=True):
+        for chunk in docker_client.api.get_image(reference):
             out.write(chunk)
     return path
