@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,8 @@ class Api:
         self.log: list[RequestRecord] = []
         self.violations: list[Violation] = []
         self.internal_errors: list[str] = []
+        # operationId (None: unknown route) -> responses checked against the contract, to prove the check ran.
+        self.checked: Counter[str | None] = Counter()
         # Test hook: operationId -> function(body bytes) -> bytes, applied before the contract check.
         self.corruptors: dict[str, Callable[[bytes], bytes]] = {}
 
@@ -200,11 +203,9 @@ class Api:
         corrupt = self.corruptors.get(request.operation or "")
         if corrupt is not None and response.body:
             response.body = corrupt(response.body)
-        if request.operation is None and response.status == 404:
-            problem = self.contract.check(None, 404, response.headers.get("content-type"), response.body)
-        else:
-            problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
-                                          response.body)
+        problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
+                                      response.body)
+        self.checked[request.operation] += 1
         if problem is None:
             return response
         self.violations.append(Violation(request.operation, request.method, request.path, response.status, problem))

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import FormatChecker
 from jsonschema.exceptions import best_match
+from jsonschema.validators import extend
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 
@@ -56,6 +57,42 @@ class Violation:
         return f"{self.method} {self.path} -> {self.status} ({self.operation_id}): {self.problem}"
 
 
+def _nullable_enum(validator: Any, enums: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    # OAS 3.0.3: "nullable: true" adds null to the allowed values, enum included. GitHub relies on it
+    # (a queued job's `conclusion` is null; its enum lists no null), but plain jsonschema `enum` rejects it.
+    if instance is None and schema.get("nullable") is True:
+        return
+    yield from _BASE_ENUM(validator, enums, instance, schema)
+
+
+_BASE_ENUM = OAS30Validator.VALIDATORS["enum"]
+_BASE_REF = OAS30Validator.VALIDATORS["$ref"]
+_MEMO_LIMIT = 200_000
+_valid_by_ref: set[tuple[str, str]] = set()
+
+
+def _memo_ref(validator: Any, ref: str, instance: Any, schema: dict[str, Any]) -> Any:
+    # Listings repeat the same users and repositories many times over (each run carries four users and two
+    # repositories); remember which (schema, object) pairs already passed instead of re-walking them.
+    # Only successes are remembered: errors must be reported with their own paths.
+    if not isinstance(instance, dict):
+        yield from _BASE_REF(validator, ref, instance, schema)
+        return
+    key = (ref, json.dumps(instance, sort_keys=True, separators=(",", ":")))
+    if key in _valid_by_ref:
+        return
+    errors = list(_BASE_REF(validator, ref, instance, schema))
+    if errors:
+        yield from errors
+        return
+    if len(_valid_by_ref) >= _MEMO_LIMIT:
+        _valid_by_ref.clear()
+    _valid_by_ref.add(key)
+
+
+ResponseValidator = extend(OAS30Validator, {"enum": _nullable_enum, "$ref": _memo_ref})
+
+
 def _uri_like(value: object) -> bool:
     # openapi-schema-validator leaves "uri" unchecked; GitHub's uris are absolute http(s) URLs.
     if not isinstance(value, str):
@@ -86,7 +123,7 @@ class Contract:
         self.spec_path = spec_path or find_spec_path()
         self.document: dict[str, Any] = json.loads(self.spec_path.read_text(encoding="utf-8"))
         self._registry: Registry[Any] = Registry().with_resource(_SPEC_URN, Resource.opaque(self.document))
-        self._validators: dict[str, OAS30Validator] = {}
+        self._validators: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._format_checker = _format_checker()
 
@@ -110,16 +147,16 @@ class Contract:
             node = target
         return node
 
-    def validator(self, schema_ref_or_inline: dict[str, Any], key: str) -> OAS30Validator:
+    def validator(self, schema_ref_or_inline: dict[str, Any], key: str) -> Any:
         with self._lock:
             cached = self._validators.get(key)
             if cached is None:
                 schema = _absolutize(schema_ref_or_inline)
-                cached = OAS30Validator(schema, registry=self._registry, format_checker=self._format_checker)
+                cached = ResponseValidator(schema, registry=self._registry, format_checker=self._format_checker)
                 self._validators[key] = cached
             return cached
 
-    def error_validator(self) -> OAS30Validator:
+    def error_validator(self) -> Any:
         return self.validator({"$ref": _ERROR_SCHEMA}, "basic-error")
 
     def check(self, operation_id: str | None, status: int, content_type: str | None, body: bytes) -> str | None:
@@ -151,7 +188,7 @@ class Contract:
             return None
         return self._check_json(body, content_type, self.validator(schema, f"{operation_id}:{status}:{media}"), "body")
 
-    def _check_json(self, body: bytes, content_type: str | None, validator: OAS30Validator, what: str) -> str | None:
+    def _check_json(self, body: bytes, content_type: str | None, validator: Any, what: str) -> str | None:
         if not (content_type or "").lower().startswith("application/json"):
             return f"{what} has content type {content_type!r}, expected application/json"
         try:

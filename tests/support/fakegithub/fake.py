@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -372,6 +373,12 @@ class FakeGitHub:
         taken = list(self.violations)
         self.violations.clear()
         return taken
+
+    @property
+    def contract_checks(self) -> Counter[str | None]:
+        """operationId -> how many responses were checked against the OpenAPI contract."""
+        assert self.api is not None
+        return self.api.checked
 
     @property
     def internal_errors(self) -> list[str]:

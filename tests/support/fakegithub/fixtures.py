@@ -7,17 +7,24 @@ Register with `pytest_plugins = ["tests.support.fakegithub.fixtures"]` in tests/
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from .fake import FakeGitHub
 
 
-@pytest.fixture
-def fake_github() -> Iterator[FakeGitHub]:
-    gh = FakeGitHub().start()
+def serve_fake_github(**options: Any) -> Iterator[FakeGitHub]:
+    """The fixture's body as a plain generator: yields a started fake, stops it, then raises
+    FakeGitHubError if it saw a problem. Use it for fixtures with other options or scopes."""
+    gh = FakeGitHub(**options).start()
     try:
         yield gh
     finally:
         gh.stop()
     gh.check()
+
+
+@pytest.fixture
+def fake_github() -> Iterator[FakeGitHub]:
+    yield from serve_fake_github()
