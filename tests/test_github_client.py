@@ -44,6 +44,9 @@ from charon_ci.github import (
     api_path,
     scrub_url,
 )
+from tests.support.fakegithub import Clock, FakeGitHub
+from tests.support.fakegithub.fixtures import serve_fake_github
+from tests.support.fakegithub.packages import MemoryBackend
 
 TOKEN = "ghs_unitTestToken0123456789abcdef"
 NOW = 1_700_000_000.0
@@ -672,3 +675,114 @@ def test_link_header_with_commas_inside_urls(api: ScriptedServer, gh: Harness) -
     api.on("GET", "/runs", Reply(200, [], {"Link": f'<{api.url}/runs?page=1>; rel="first", <{nxt}>; rel="next"'}))
     (page,) = gh.client.iter_pages("/runs", max_pages=1)
     assert page.response.next_url == nxt
+
+
+# --- against the fake GitHub (tests/support/fakegithub) --------------------------------------------------
+
+VERSIONS_OPERATION = "packages/get-all-package-versions-for-package-owned-by-org"
+VERSIONS_PATH = "/orgs/acme/packages/container/app/versions"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    # Frozen clock: the client's recorded sleeps advance it, so rate-limit windows pass without real waiting.
+    yield from serve_fake_github(clock=Clock(frozen=True))
+
+
+def fake_client(fake: FakeGitHub, sleeps: list[float], **options: Any) -> GithubClient:
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        fake.clock.sleep(seconds)
+
+    return GithubClient.from_env(
+        fake.env(),
+        sleep=sleep,
+        clock=fake.clock.now,
+        rng=random.Random(99),  # noqa: S311 - jitter in a test
+        log=lambda _: None,
+        notify=lambda _: None,
+        **options,
+    )
+
+
+def add_versions(fake: FakeGitHub, count: int) -> set[int]:
+    package = fake.add_package("acme", "app")
+    backend = package.backend
+    assert isinstance(backend, MemoryBackend)
+    return {backend.add_version(f"sha256:{index:064x}", [f"v{index}"]).id for index in range(count)}
+
+
+def test_fake_pagination_over_1234_versions_takes_exactly_13_requests(fake: FakeGitHub) -> None:
+    ids = add_versions(fake, 1234)
+    client = fake_client(fake, [])
+    versions = list(client.paginate(VERSIONS_PATH))
+    assert len(versions) == 1234 and {version["id"] for version in versions} == ids
+    assert fake.count("GET", operation=VERSIONS_OPERATION) == 13 == len(fake.requests)
+    assert client.stats.total == 13 and client.stats.by_method == {"GET": 13}
+    assert all(record.query.get("per_page") == ["100"] for record in fake.requests)
+    assert fake.contract_checks[VERSIONS_OPERATION] == 13
+
+
+def test_fake_artifact_download_goes_to_storage_without_the_token(fake: FakeGitHub, tmp_path: Path) -> None:
+    run = fake.add_run("acme/app")
+    artifact = fake.add_artifact(run, "image", files={"image.tar": b"layer" * 10_000})
+    client = fake_client(fake, [])
+    result = client.download(f"/repos/acme/app/actions/artifacts/{artifact.id}/zip", tmp_path / "image.zip")
+    assert (tmp_path / "image.zip").read_bytes() == artifact.data
+    assert result.sha256 == hashlib.sha256(artifact.data).hexdigest()
+    (api_call,) = fake.requests
+    assert (api_call.status, api_call.headers["authorization"]) == (302, f"Bearer {fake.token}")
+    (fetch,) = fake.storage_requests
+    assert fetch.status == 200 and "authorization" not in fetch.headers
+    assert "sig=" not in result.display_url and result.display_url.endswith("/image.zip?REDACTED")
+
+
+def test_fake_fault_injection_still_returns_the_full_list(fake: FakeGitHub) -> None:
+    ids = add_versions(fake, 1234)
+    fake.faults.seed(20240601)
+    fake.faults.errors(0.2, status=502)
+    fake.faults.resets(0.1)
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps, retry=RetryPolicy(max_attempts=8))
+    versions = list(client.paginate(VERSIONS_PATH))
+    assert {version["id"] for version in versions} == ids and len(versions) == 1234
+    failed = [record for record in fake.requests if record.status != 200]
+    assert any(record.reset for record in failed) and any(record.status == 502 for record in failed)
+    assert len(fake.requests) == 13 + len(failed) == client.stats.total
+    assert client.stats.retries == len(failed) == len(sleeps)
+
+
+def test_fake_secondary_limit_is_waited_out_and_every_delete_lands(fake: FakeGitHub) -> None:
+    ids = sorted(add_versions(fake, 11))[:10]  # GitHub refuses to delete the last tagged version
+    fake.faults.secondary_limit(points_per_minute=20, status=429)  # a DELETE costs 5: four a minute
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps)
+    for version_id in ids:
+        assert client.delete(f"{VERSIONS_PATH}/{version_id}").status == 204
+    refused = fake.count("DELETE", status=429)
+    assert fake.count("DELETE", status=204) == 10 and refused >= 2
+    assert len(sleeps) == refused and all(1 <= wait <= 60 for wait in sleeps)  # retry-after, not the 60 s guess
+
+
+def test_fake_primary_limit_exhausted_raises_with_the_reset_time(fake: FakeGitHub) -> None:
+    add_versions(fake, 3)
+    snapshot = fake.set_rate_limit(remaining=0)
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps, retry=RetryPolicy(max_total_wait=60))
+    with pytest.raises(RateLimited) as caught:
+        list(client.paginate(VERSIONS_PATH))
+    assert len(fake.requests) == 1 and sleeps == []
+    assert caught.value.reset_at == snapshot.reset + 1
+    assert client.rate_limit is not None and client.rate_limit.remaining == 0
+    assert not client.can_spend(1)
+
+
+def test_fake_budget_follows_the_servers_count(fake: FakeGitHub) -> None:
+    add_versions(fake, 250)
+    fake.set_rate_limit(limit=1000, remaining=100)
+    client = fake_client(fake, [], rate_margin=90)
+    list(client.paginate(VERSIONS_PATH))
+    server = fake.rate_limit()
+    assert client.rate_limit == RateLimit(server.limit, server.remaining, server.reset, server.used, "core")
+    assert client.rate_limit.remaining == 97
+    assert client.spendable() == 7 and client.can_spend(7) and not client.can_spend(8)
