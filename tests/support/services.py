@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -123,6 +123,8 @@ class Process:
     pid: int
     marker: str  # a path on its command line, so a recycled pid is never mistaken for ours
     log: Path
+    # set when this Python process started it: then it is also reaped here, not left a zombie
+    handle: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
 
 
 # --- starting --------------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ def start_registry(
             if attempt + 1 == attempts:
                 raise
             continue
-        return Registry(host, storage, config), Process("registry", process.pid, str(config), log)
+        return Registry(host, storage, config), Process("registry", process.pid, str(config), log, process)
     raise AssertionError("unreachable")
 
 
@@ -294,7 +296,7 @@ def start_engine(
     except ServiceError:
         _terminate_child(process)
         raise
-    return Engine(docker_host), Process("engine", process.pid, str(sock), log)
+    return Engine(docker_host), Process("engine", process.pid, str(sock), log, process)
 
 
 # --- stopping --------------------------------------------------------------------------------------------
@@ -322,6 +324,10 @@ def _is_ours(process: Process) -> bool:
 
 def stop_process(process: Process, timeout: float = 15.0) -> None:
     """Stop a service started by an earlier command, by its recorded pid, if it is still that service."""
+    if process.handle is not None:
+        if process.handle.poll() is None:
+            _terminate_child(process.handle)
+        return
     if not _is_ours(process):
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
