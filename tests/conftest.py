@@ -17,6 +17,8 @@ import pytest
 from tests.support import services
 from tests.support.images import ImageFactory
 
+pytest_plugins = ["tests.support.composite_fixtures", "tests.support.fakegithub.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[services.Registry]:
