@@ -7,19 +7,19 @@ from pathlib import Path
 import pytest
 
 from tests.support.composite import ActionRunner, HarnessError, evaluate, parse_commands, parse_file_command
-from tests.support.composite_fixtures import REPO_ROOT, action_runner  # noqa: F401
+from tests.support.composite_fixtures import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "tests" / "data" / "sample-action"
 
 
-def test_sample_action_end_to_end(action_runner: ActionRunner) -> None:  # noqa: F811
+def test_sample_action_end_to_end(action_runner: ActionRunner) -> None:
     result = action_runner.run(SAMPLE, {"who": "world"}, env={"GITHUB_TOKEN": "ghs_example"})
     assert result.succeeded, result.stdout + result.stderr
     assert result.outputs == {"message": "hello, world!", "token-length": "11", "echoed": "yes/13"}
     assert result.env_written == {"GREETED": "yes"}
 
 
-def test_untrusted_input_never_reaches_the_shell(action_runner: ActionRunner, tmp_path: Path) -> None:  # noqa: F811
+def test_untrusted_input_never_reaches_the_shell(action_runner: ActionRunner, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     hostile = f'$(touch {marker})`touch {marker}`";touch {marker};#'
     result = action_runner.run(SAMPLE, {"who": hostile, "greeting": "hi"})
@@ -28,7 +28,7 @@ def test_untrusted_input_never_reaches_the_shell(action_runner: ActionRunner, tm
     assert not marker.exists()
 
 
-def test_required_input_is_enforced_by_the_action_not_the_runner(action_runner: ActionRunner) -> None:  # noqa: F811
+def test_required_input_is_enforced_by_the_action_not_the_runner(action_runner: ActionRunner) -> None:
     result = action_runner.run(SAMPLE, {"who": "  "})
     assert result.exit_code == 1
     assert [(e.properties, e.message) for e in result.errors] == [
@@ -37,7 +37,7 @@ def test_required_input_is_enforced_by_the_action_not_the_runner(action_runner: 
     assert result.outputs == {}
 
 
-def test_undeclared_input_is_a_test_bug(action_runner: ActionRunner) -> None:  # noqa: F811
+def test_undeclared_input_is_a_test_bug(action_runner: ActionRunner) -> None:
     with pytest.raises(HarnessError, match="not declared"):
         action_runner.run(SAMPLE, {"who": "x", "unknown": "y"})
 
