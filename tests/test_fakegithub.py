@@ -56,14 +56,14 @@ def populate(gh: FakeGitHub) -> dict[str, Any]:
                           head_repo="contributor/charon", pull_requests=[fork_pull])
     artifact = gh.add_artifact(run, "charon-image", files={"image.tar": b"\0" * 1000})
     org_package = gh.add_package("wikid82-org", "charon/web", visibility="public", repository=repo)
-    org_package.backend.add_version("sha256:" + "a" * 64, ["latest", "v1.0.0"])
-    org_version = org_package.backend.add_version("sha256:" + "b" * 64, [])
+    org_package.add_version("sha256:" + "a" * 64, ["latest", "v1.0.0"])
+    org_version = org_package.add_version("sha256:" + "b" * 64, [])
     user_package = gh.add_package("wikid82", "charon", owner_type="User")
-    user_version = user_package.backend.add_version("sha256:" + "c" * 64, ["main"])
-    user_package.backend.add_version("sha256:" + "d" * 64, [])
+    user_version = user_package.add_version("sha256:" + "c" * 64, ["main"])
+    user_package.add_version("sha256:" + "d" * 64, [])
     mine = gh.add_package("charon-bot", "tooling", owner_type="User", package_type="npm")
-    mine_version = mine.backend.add_version("1.2.3")
-    mine.backend.add_version("1.2.4")
+    mine_version = mine.add_version("1.2.3")
+    mine.add_version("1.2.4")
     return {"repo": repo, "workflow": build, "pull": pull, "fork_pull": fork_pull, "run": run, "fork_run": fork_run,
             "artifact": artifact, "org_version": org_version, "user_version": user_version,
             "mine_version": mine_version}
@@ -177,7 +177,7 @@ def _links(answer: requests.Response) -> dict[str, dict[str, list[str]]]:
 def test_1234_versions_at_100_per_page_take_exactly_13_requests(gh: FakeGitHub) -> None:
     package = gh.add_package("acme", "app", visibility="public")
     for number in range(1234):
-        package.backend.add_version(f"sha256:{number:064x}", [f"v{number}"] if number % 10 == 0 else [],
+        package.add_version(f"sha256:{number:064x}", [f"v{number}"] if number % 10 == 0 else [],
                                     created_at=1_700_000_000 + number)
     client = session(gh.token)
     url: str | None = f"{gh.url}/orgs/acme/packages/container/app/versions?per_page=100&state=active"
@@ -195,7 +195,7 @@ def test_1234_versions_at_100_per_page_take_exactly_13_requests(gh: FakeGitHub) 
 def test_link_header_rels_and_preserved_query(gh: FakeGitHub) -> None:
     package = gh.add_package("acme", "app")
     for number in range(250):
-        package.backend.add_version(f"sha256:{number:064x}")
+        package.add_version(f"sha256:{number:064x}")
     client = session(gh.token)
     base = f"{gh.url}/orgs/acme/packages/container/app/versions"
     first = client.get(base, params={"per_page": 100, "state": "active"})
@@ -217,7 +217,7 @@ def test_link_header_rels_and_preserved_query(gh: FakeGitHub) -> None:
 # --- auth ------------------------------------------------------------------------------------------------------
 
 def test_auth_schemes_missing_and_bad_credentials(gh: FakeGitHub) -> None:
-    gh.add_package("acme", "app").backend.add_version("sha256:" + "1" * 64, ["latest"])
+    gh.add_package("acme", "app").add_version("sha256:" + "1" * 64, ["latest"])
     url = f"{gh.url}/orgs/acme/packages/container/app/versions"
     assert session(gh.token, "Bearer").get(url).status_code == 200
     assert session(gh.token, "token").get(url).status_code == 200
@@ -225,6 +225,7 @@ def test_auth_schemes_missing_and_bad_credentials(gh: FakeGitHub) -> None:
     assert missing.status_code == 401 and missing.json()["message"] == "Requires authentication"
     bad = session("ghp_unknown").get(url)
     assert bad.status_code == 401 and bad.json()["message"] == "Bad credentials"
+    assert bad.headers["x-ratelimit-limit"] == "60"  # charged to the client address
     assert session(gh.token, "Basic").get(url).status_code == 401
 
 
@@ -241,8 +242,8 @@ def test_private_repositories_hide_from_anonymous_callers(gh: FakeGitHub) -> Non
 
 def test_read_only_token_cannot_delete_and_github_token_cannot_list_packages(gh: FakeGitHub) -> None:
     package = gh.add_package("acme", "app")
-    package.backend.add_version("sha256:" + "1" * 64, ["latest"])
-    loose = package.backend.add_version("sha256:" + "2" * 64)
+    package.add_version("sha256:" + "1" * 64, ["latest"])
+    loose = package.add_version("sha256:" + "2" * 64)
     gh.add_token("ghs_readonly", kind="installation", read_only=True)
     reader = session("ghs_readonly")
     url = f"{gh.url}/orgs/acme/packages/container/app/versions/{loose.id}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -120,8 +121,8 @@ def test_installation_tokens_have_their_own_smaller_budget(gh: FakeGitHub) -> No
 @pytest.mark.parametrize("status", [403, 429])
 def test_secondary_limit_900_points_a_minute_means_180_deletes(gh: FakeGitHub, clock: Clock, status: int) -> None:
     package = gh.add_package("acme", "app")
-    package.backend.add_version("sha256:" + "f" * 64, ["latest"])
-    versions = [package.backend.add_version(f"sha256:{n:064x}") for n in range(185)]
+    package.add_version("sha256:" + "f" * 64, ["latest"])
+    versions = [package.add_version(f"sha256:{n:064x}") for n in range(185)]
     gh.faults.secondary_limit(900, status=status)
     client = requests.Session()
     client.headers["Authorization"] = f"Bearer {gh.token}"
@@ -150,3 +151,19 @@ def test_scaled_clock_runs_simulated_minutes_in_real_milliseconds() -> None:
     frozen = Clock(start=100, frozen=True)
     frozen.sleep(3600)  # a frozen clock advances instead of sleeping
     assert frozen.now() == 3700
+
+
+def test_concurrent_clients_on_keep_alive_connections(gh: FakeGitHub) -> None:
+    gh.add_run("acme/app")
+
+    def worker(_: int) -> list[int]:
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {gh.token}"
+            return [session.get(f"{gh.url}/repos/acme/app/actions/runs", timeout=TIMEOUT).status_code
+                    for _ in range(40)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [status for batch in pool.map(worker, range(8)) for status in batch]
+    assert statuses == [200] * 320
+    assert gh.count(operation="actions/list-workflow-runs-for-repo", status=200) == 320
+    assert gh.rate_limit().used == 320

@@ -75,8 +75,8 @@ def test_created_at_is_settable_per_digest_and_orders_the_list(gh: FakeGitHub, p
                                                                 image_factory: ImageFactory, repository: str) -> None:
     old = image_factory.push_image(repository, "old")
     new = image_factory.push_image(repository, "new")
-    package.backend.set_version(old.digest, created_at="2023-01-01T00:00:00Z")
-    package.backend.set_version(new.digest, created_at="2024-06-01T12:00:00Z", updated_at="2024-06-02T00:00:00Z")
+    package.set_version(old.digest, created_at="2023-01-01T00:00:00Z")
+    package.set_version(new.digest, created_at="2024-06-01T12:00:00Z", updated_at="2024-06-02T00:00:00Z")
     image_factory.tag(old, "retagged")  # re-tagging an old digest does not make it young
     listed = list_versions(gh)
     assert [v["name"] for v in listed] == [new.digest, old.digest]
@@ -115,7 +115,7 @@ def test_githubs_two_refusals(gh: FakeGitHub, package: Package, registry: Regist
     last = session.delete(f"{versions_url(gh)}/{ids[index.digest]}", timeout=TIMEOUT)
     assert last.status_code == 400 and last.json()["message"] == LAST_TAGGED
     child = index.children[0].digest
-    package.backend.set_version(child, downloads=5001)
+    package.set_version(child, downloads=5001)
     popular = session.delete(f"{versions_url(gh)}/{ids[child]}", timeout=TIMEOUT)
     assert popular.status_code == 400 and "5000 downloads" in popular.json()["message"]
     assert manifest_status(registry, repository, child) == 200

@@ -129,6 +129,8 @@ class Api:
             if present:
                 token = self.ctx.state.tokens.get(value or "")
                 if token is None:
+                    budget = self.budget_key(request)  # charged to the client address, like GitHub
+                    _, snapshot = self.limits.spend(*budget)
                     raise ApiError(401, "Bad credentials", DOCS)
                 request.token = token
             if matched is None:

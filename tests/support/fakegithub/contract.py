@@ -7,6 +7,7 @@ the 400 "last tagged version", injected 5xx) must still carry GitHub's error sha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -126,6 +127,7 @@ class Contract:
         self._validators: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._format_checker = _format_checker()
+        self._valid_bodies: set[tuple[int, bytes]] = set()
 
     @cached_property
     def operations(self) -> dict[str, OperationSpec]:
@@ -195,8 +197,15 @@ class Contract:
             document = json.loads(body)
         except ValueError as exc:
             return f"{what} is not JSON: {exc}"
+        # The same body served again (polling, re-listing) was already proven valid.
+        seen = (id(validator), hashlib.sha256(body).digest())
+        if seen in self._valid_bodies:
+            return None
         error = best_match(validator.iter_errors(document))
         if error is None:
+            if len(self._valid_bodies) >= _MEMO_LIMIT:
+                self._valid_bodies.clear()
+            self._valid_bodies.add(seen)
             return None
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
         return f"{what} fails the schema at {where}: {error.message[:300]}"

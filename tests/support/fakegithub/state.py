@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from .packages import PackageBackend
+    from .packages import PackageBackend, VersionRecord
 
 OwnerType = Literal["User", "Organization"]
 Visibility = Literal["public", "private"]
@@ -177,6 +177,35 @@ class Package:
     repository: Repo | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+
+    # Shortcuts to the backend, so tests read `package.add_version(...)`.
+    def versions(self) -> list[VersionRecord]:
+        """Active versions, newest first (for a registry-backed package: read from its storage now)."""
+        return self.backend.versions()
+
+    def deleted_versions(self) -> list[VersionRecord]:
+        return self.backend.deleted()
+
+    def add_version(self, name: str, tags: list[str] | tuple[str, ...] = (), *, created_at: float | str | None = None,
+                    updated_at: float | str | None = None, downloads: int = 0) -> VersionRecord:
+        """In-memory packages only: registry-backed versions come from what was pushed."""
+        add = getattr(self.backend, "add_version", None)
+        if add is None:
+            raise TypeError(f"package {self.name!r} is registry-backed: push a manifest instead")
+        record: VersionRecord = add(name, tags, created_at=created_at, updated_at=updated_at, downloads=downloads)
+        return record
+
+    def set_version(self, name: str, *, created_at: float | str | None = None, updated_at: float | str | None = None,
+                    downloads: int | None = None) -> VersionRecord:
+        """Set a version's timestamps (epoch seconds or ISO 8601) or download count, by name (digest)."""
+        return self.backend.set_version(name, created_at=created_at, updated_at=updated_at, downloads=downloads)
+
+    def version_id(self, name: str) -> int:
+        """The id GitHub shows for the version called `name` (for containers: the manifest digest)."""
+        for record in self.backend.versions():
+            if record.name == name:
+                return record.id
+        raise KeyError(f"no active version {name!r} in package {self.name!r}")
 
 
 @dataclass
