@@ -1,0 +1,40 @@
+"""Durations as people write them in workflow inputs: `30m`, `24h`, `7d`, `2w`, or a sum such as `1d12h`.
+
+Months and years are refused on purpose: their length varies, and a retention period must mean one thing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from charon_ci.gha import InputError
+
+ACCEPTED = "a whole number followed by m (minutes), h (hours), d (days) or w (weeks), e.g. 30m, 24h, 7d, 2w, 1d12h"
+
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PART_RE = re.compile(r"(\d+)([mhdw])")
+_WHOLE_RE = re.compile(r"(?:\d+[mhdw])+")
+# Anything beyond this is certainly a typo (and would overflow timedelta arithmetic near datetime.max).
+_MAX = timedelta(days=3650)
+
+
+def parse_duration(text: str, input_name: str) -> timedelta:
+    """Parse `text`; any other spelling raises InputError naming `input_name`."""
+    value = text.strip()
+    if not _WHOLE_RE.fullmatch(value):
+        raise InputError(input_name, ACCEPTED, text)
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _PART_RE.findall(value))
+    if seconds > _MAX.total_seconds():
+        raise InputError(input_name, ACCEPTED + " (at most 3650d)", text)
+    return timedelta(seconds=seconds)
+
+
+def format_duration(span: timedelta) -> str:
+    """Short exact form for log lines, to the minute: `40d3h5m`, `30d30m`, `5h`, `0m`."""
+    whole_minutes = int(span.total_seconds() / 60)  # truncates toward zero
+    sign = "-" if whole_minutes < 0 else ""
+    days, rest = divmod(abs(whole_minutes), 1440)
+    hours, minutes = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+    return sign + (text or "0m")

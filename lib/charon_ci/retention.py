@@ -1,0 +1,607 @@
+"""The retention policy and the deletion plan: pure, no I/O.
+
+Decisions, in this order (documented in action-prune/README.md):
+1. A tag is judged alone: protected (a `protect` regex matches the whole tag) > in use (open PR, queued or
+   in-progress run) > referrer tag (`sha256-<hex>[.sig|.att|.sbom]`: follows its subject, no verdict of its
+   own) > the first `retention` rule whose glob matches: kept while younger than the rule's lifetime or among
+   the rule's `keep-last` newest versions, else expired > no rule matches: kept (unknown tags are never
+   deleted).
+2. A version (one digest, any number of tags) younger than `min-age` is kept. Ages are measured from the
+   version's `created_at`, which belongs to the digest: re-tagging an old image does not make it young.
+   While workflow runs are queued or in progress, every lifetime and `min-age` grows by one hour.
+3. Roots = versions with a kept tag or too young. Everything reachable from a root (index children,
+   referrers) is kept too. The rest is swept: tagged versions whose tags all expired, and untagged versions
+   nothing kept references.
+4. Untagged versions are deleted only when we know what they are (their manifest was read, or a read index
+   lists them as one of its platforms or attestations) and no kept manifest is unreadable or unread (it
+   might list them). Without manifest data (an offline snapshot) untagged versions are never deleted.
+
+`plan()` may answer with `needs_manifests`: read those, add them to the graph and plan again; until then
+the plan is already safe (whatever it cannot prove stays).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from charon_ci.durations import format_duration, parse_duration
+from charon_ci.gha import InputError
+from charon_ci.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
+
+DEFAULT_RETENTION: tuple[str, ...] = ("pr-*=24h", "feature-*=7d", "sha-*=30d", "nightly-*=7d")
+DEFAULT_PROTECT: tuple[str, ...] = (
+    "latest",
+    "dev",
+    r"v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?",  # v1.2.3, 1.2.3, v1.2.3-rc.1
+    r"v?\d+\.\d+",  # 1.2, v1.2
+)
+DEFAULT_MIN_AGE = "48h"
+ACTIVE_RUN_BUFFER = timedelta(hours=1)
+
+_GLOB_CHARS_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
+_PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
+_HEX_RE = re.compile(r"[0-9a-f]{7,40}")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class PackageVersion:
+    """One manifest digest in the package, with every tag it carries."""
+
+    id: int
+    digest: str
+    tags: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRule:
+    pattern: str
+    lifetime: timedelta
+
+    @property
+    def text(self) -> str:
+        return f"{self.pattern}={format_duration(self.lifetime)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectRule:
+    source: str
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[RetentionRule, ...]
+    protect: tuple[ProtectRule, ...]
+    min_age: timedelta
+    keep_last: int = 0
+    # One alternation per kind, so a tag is matched once instead of once per rule. For the globs the
+    # leftmost alternative that matches the whole tag wins, which is exactly "the first matching rule".
+    _rules_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    _protect_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.rules:
+            alternatives = "|".join(f"(?P<r{i}>{glob_to_regex(rule.pattern)})" for i, rule in enumerate(self.rules))
+            object.__setattr__(self, "_rules_re", re.compile(alternatives))
+        if self.protect:
+            try:
+                combined = re.compile("|".join(f"(?:{rule.source})" for rule in self.protect))
+            except re.error:  # e.g. one group name in two regexes: match them one at a time instead
+                combined = None
+            object.__setattr__(self, "_protect_re", combined)
+
+    def rule_for(self, tag: str) -> int | None:
+        """Index of the first rule whose glob matches the whole tag."""
+        if self._rules_re is None:
+            return None
+        match = self._rules_re.fullmatch(tag)
+        if match is None or match.lastgroup is None:
+            return None
+        return int(match.lastgroup[1:])
+
+    def protected_by(self, tag: str) -> str | None:
+        """The source of the first protect regex matching the whole tag."""
+        if self._protect_re is not None and self._protect_re.fullmatch(tag) is None:
+            return None
+        for rule in self.protect:
+            if rule.regex.fullmatch(tag):
+                return rule.source
+        return None
+
+
+def glob_to_regex(pattern: str) -> str:
+    """`*` = any run of characters (also none), `?` = exactly one, everything else literal."""
+    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+
+
+def parse_retention(lines: Sequence[str], input_name: str = "retention") -> tuple[RetentionRule, ...]:
+    accepted = "one `pattern=duration` a line, pattern a tag glob (letters, digits, _ . - and the wildcards * ?)"
+    rules: list[RetentionRule] = []
+    seen: set[str] = set()
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pattern, sep, duration = (part.strip() for part in line.partition("="))
+        if not sep or not _GLOB_CHARS_RE.fullmatch(pattern):
+            raise InputError(input_name, accepted, line)
+        if pattern in seen:
+            raise InputError(input_name, accepted + "; each pattern once", line)
+        seen.add(pattern)
+        rules.append(RetentionRule(pattern, parse_duration(duration, input_name)))
+    return tuple(rules)
+
+
+def parse_protect(lines: Sequence[str], input_name: str = "protect") -> tuple[ProtectRule, ...]:
+    accepted = "one Python regular expression a line, matched against the whole tag"
+    rules: list[ProtectRule] = []
+    for raw in lines:
+        source = raw.strip()
+        if not source:
+            continue
+        try:
+            regex = re.compile(source)
+        except re.error as exc:
+            raise InputError(input_name, f"{accepted} ({exc})", source) from None
+        rules.append(ProtectRule(source, regex))
+    return tuple(rules)
+
+
+def parse_keep_last(text: str, input_name: str = "keep-last") -> int:
+    value = text.strip()
+    if not value.isdigit() or not value.isascii() or int(value) > 100_000:
+        raise InputError(input_name, "a whole number from 0 to 100000", text)
+    return int(value)
+
+
+def parse_timestamp(text: str, input_name: str) -> datetime:
+    """An ISO 8601 time with a zone (`2026-02-04T03:00:00Z`); naive times are refused, not guessed."""
+    accepted = "an ISO 8601 time with a time zone, e.g. 2026-02-04T03:00:00Z"
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(input_name, accepted, text) from None
+    if moment.tzinfo is None:
+        raise InputError(input_name, accepted, text)
+    return moment.astimezone(UTC)
+
+
+def build_policy(
+    retention: Sequence[str],
+    protect: Sequence[str],
+    min_age: str = DEFAULT_MIN_AGE,
+    keep_last: str = "0",
+) -> Policy:
+    """From input text; an empty `retention` or `protect` means the defaults."""
+    return Policy(
+        rules=parse_retention(retention or DEFAULT_RETENTION),
+        protect=parse_protect(protect or DEFAULT_PROTECT),
+        min_age=parse_duration(min_age or DEFAULT_MIN_AGE, "min-age"),
+        keep_last=parse_keep_last(keep_last or "0"),
+    )
+
+
+def parse_versions(items: Any, source: str) -> list[PackageVersion]:
+    """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
+
+    Raises ValueError naming `source` and the first item that is not a container package version."""
+    if not isinstance(items, list):
+        raise ValueError(f"{source}: expected a JSON list of package versions")
+    versions: list[PackageVersion] = []
+    for position, item in enumerate(items):
+        try:
+            tags = item.get("metadata", {}).get("container", {}).get("tags", [])
+            created = datetime.fromisoformat(item["created_at"])
+            version = PackageVersion(
+                id=item["id"],
+                digest=item["name"],
+                tags=tuple(tags),
+                created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ValueError(f"{source}: item {position} is not a container package version") from None
+        if (
+            not isinstance(version.id, int)
+            or not isinstance(version.digest, str)
+            or not all(isinstance(tag, str) for tag in version.tags)
+        ):
+            raise ValueError(f"{source}: item {position} is not a container package version")
+        versions.append(version)
+    return versions
+
+
+@dataclass(frozen=True)
+class InUse:
+    """What running work still needs (spec 6.5). `checked` is False when nobody looked (offline)."""
+
+    open_pull_requests: frozenset[int] = frozenset()
+    active_run_shas: frozenset[str] = frozenset()  # head_sha of queued and in-progress runs
+    active_runs: int = 0
+    checked: bool = True
+
+    def why(self, tag: str) -> str | None:
+        pr = _PR_TAG_RE.fullmatch(tag)
+        if pr and int(pr.group(1)) in self.open_pull_requests:
+            return f"open PR #{int(pr.group(1))}"
+        if self.active_run_shas:
+            last = tag.rsplit("-", 1)[-1].lower()
+            if _HEX_RE.fullmatch(last):
+                for sha in self.active_run_shas:
+                    if sha.lower().startswith(last):
+                        return f"run of {last} queued or in progress"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+@dataclass(frozen=True, slots=True)
+class TagVerdict:
+    tag: str
+    keep: bool | None  # None: a referrer tag, which follows its subject
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.tag} {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    version: PackageVersion
+    delete: bool
+    reasons: tuple[str, ...]
+    summary: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.version.id,
+            "digest": self.version.digest,
+            "tags": list(self.version.tags),
+            "created_at": self.version.created_at.isoformat().replace("+00:00", "Z"),
+            "reasons": list(self.reasons),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    now: datetime
+    delete: tuple[Decision, ...]  # in execution order: oldest group first, a parent before its children
+    keep: tuple[Decision, ...]  # oldest first
+    needs_manifests: frozenset[str] = frozenset()
+    blocked_by: tuple[str, ...] = ()  # kept manifests we could not read: they held back untagged versions
+    buffer: timedelta = timedelta(0)
+    offline: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def delete_digests(self) -> frozenset[str]:
+        return frozenset(d.version.digest for d in self.delete)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "delete": [d.as_json() for d in self.delete],
+            "keep": [d.as_json() for d in self.keep],
+            "blocked_by": list(self.blocked_by),
+            "safety_buffer": format_duration(self.buffer),
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def _order_key(version: PackageVersion) -> tuple[datetime, int]:
+    return (version.created_at, version.id)
+
+
+def judge_tags(
+    versions: Sequence[PackageVersion], policy: Policy, in_use: InUse, now: datetime
+) -> dict[int, list[TagVerdict]]:
+    """Every tag's verdict, by version id."""
+    buffer = ACTIVE_RUN_BUFFER if in_use.active_runs else timedelta(0)
+    # keep-last: for each rule, the ids of its newest N versions (a version counts once per rule).
+    newest: list[set[int]] = [set() for _ in policy.rules]
+    rule_of: dict[str, int | None] = {}
+    for version in versions:
+        for tag in version.tags:
+            rule_of[tag] = policy.rule_for(tag)
+    if policy.keep_last:
+        members: list[list[PackageVersion]] = [[] for _ in policy.rules]
+        for version in versions:
+            indexes = {rule_of[tag] for tag in version.tags}
+            for index in indexes:
+                if index is not None:
+                    members[index].append(version)
+        for index, group in enumerate(members):
+            group.sort(key=_order_key, reverse=True)
+            newest[index] = {v.id for v in group[: policy.keep_last]}
+
+    verdicts: dict[int, list[TagVerdict]] = {}
+    for version in versions:
+        age = now - version.created_at
+        out: list[TagVerdict] = []
+        for tag in version.tags:
+            protected = policy.protected_by(tag)
+            if protected is not None:
+                out.append(TagVerdict(tag, True, f"protected (/{protected}/)"))
+                continue
+            used = in_use.why(tag)
+            if used is not None:
+                out.append(TagVerdict(tag, True, f"in use ({used})"))
+                continue
+            subject = referrer_subject(tag)
+            if subject is not None:
+                out.append(TagVerdict(tag, None, f"refers to {short_digest(subject)}"))
+                continue
+            index = rule_of[tag]
+            if index is None:
+                out.append(TagVerdict(tag, True, "matches no retention rule"))
+                continue
+            rule = policy.rules[index]
+            limit = rule.lifetime + buffer
+            if age < limit:
+                out.append(TagVerdict(tag, True, f"not expired (age {format_duration(age)} < {rule.text})"))
+            elif version.id in newest[index]:
+                out.append(TagVerdict(tag, True, f"among the newest {policy.keep_last} of {rule.pattern}"))
+            else:
+                out.append(TagVerdict(tag, False, f"expired (age {format_duration(age)} > {rule.text})"))
+        verdicts[version.id] = out
+    return verdicts
+
+
+def _summary(verdicts: Sequence[TagVerdict], delete: bool, extra: Sequence[str]) -> str:
+    gone = [str(v) for v in verdicts if v.keep is False]
+    kept = [str(v) for v in verdicts if v.keep is True]
+    parts = "; ".join(gone)
+    if delete:
+        return "delete: " + "; ".join([*gone, *extra]) if (gone or extra) else "delete"
+    why = "; ".join([*kept, *extra])
+    return f"{parts}; kept: {why}" if parts else f"kept: {why}"
+
+
+def plan(
+    versions: Sequence[PackageVersion],
+    policy: Policy,
+    in_use: InUse,
+    now: datetime,
+    graph: ManifestGraph | None = None,
+) -> Plan:
+    """Decide every version. `graph=None` means no manifest data at all (offline snapshot)."""
+    buffer = ACTIVE_RUN_BUFFER if in_use.active_runs else timedelta(0)
+    min_age = policy.min_age + buffer
+    by_digest = {v.digest: v for v in versions}
+    verdicts = judge_tags(versions, policy, in_use, now)
+
+    tag_referrers: dict[str, list[str]] = {}
+    for version in versions:
+        for verdict in verdicts[version.id]:
+            if verdict.keep is None:
+                subject = referrer_subject(verdict.tag)
+                if subject is not None:
+                    tag_referrers.setdefault(subject, []).append(version.digest)
+
+    own_reason: dict[str, str] = {}  # digest -> why it is a root (beyond tag verdicts)
+    roots: list[str] = []
+    candidates: list[PackageVersion] = []  # not a root by itself
+    for version in versions:
+        age = now - version.created_at
+        tag_keeps = any(v.keep for v in verdicts[version.id])
+        if age < min_age:
+            own_reason[version.digest] = f"younger than min-age {format_duration(min_age)} (age {format_duration(age)})"
+            roots.append(version.digest)
+        elif tag_keeps:
+            roots.append(version.digest)
+        else:
+            candidates.append(version)
+
+    def is_untagged_like(version: PackageVersion) -> bool:
+        """No tag with a verdict of its own: untagged, or only referrer tags."""
+        return all(v.keep is None for v in verdicts[version.id])
+
+    # Untagged versions whose role we cannot know are kept, and so are roots themselves.
+    needs_late: set[str] = set()
+    for version in candidates:
+        if not is_untagged_like(version):
+            continue
+        if graph is None:
+            if not version.tags:
+                own_reason[version.digest] = "untagged; no manifest data (offline snapshot): never deleted"
+                roots.append(version.digest)
+            continue
+        if version.tags or graph.role_known(version.digest):
+            continue  # a referrer tag names its subject; a read index lists it as one of its platforms
+        if version.digest in graph.unreadable:
+            own_reason[version.digest] = f"untagged; manifest unreadable ({graph.unreadable[version.digest]})"
+        else:
+            own_reason[version.digest] = "untagged; manifest not read, it might refer to a kept image"
+            needs_late.add(version.digest)
+        roots.append(version.digest)
+
+    marking = mark(roots, graph, tag_referrers)
+    # Only manifests in this package count: a digest that is not a version here has no children here.
+    blockers = sorted((marking.unreadable | marking.unresolved) & by_digest.keys())
+    if graph is not None and blockers:
+        # A kept manifest we could not read might list any untagged version as a child: keep them all,
+        # and whatever they reach.
+        first = blockers[0]
+        state = f"unreadable: {graph.unreadable[first]}" if first in graph.unreadable else "not read yet"
+        more = f" and {len(blockers) - 1} more" if len(blockers) > 1 else ""
+        for version in candidates:
+            if is_untagged_like(version) and version.digest not in marking.reached:
+                own_reason[version.digest] = (
+                    f"{_kind(version)}; cannot prove unreferenced: manifest of kept "
+                    f"{_describe(by_digest.get(first), first)} {state}{more}"
+                )
+                roots.append(version.digest)
+        marking = mark(roots, graph, tag_referrers)
+
+    deleted: list[PackageVersion] = []
+    kept: list[Decision] = []
+    for version in versions:
+        tv = verdicts[version.id]
+        extra: list[str] = []
+        if version.digest in own_reason:
+            extra.append(own_reason[version.digest])
+        via = marking.reached.get(version.digest)
+        if via is not None and via != version.digest:
+            extra.append(f"referenced by kept {_describe(by_digest.get(via), via)}")
+        if via is not None:
+            reasons = tuple([*(str(v) for v in tv), *extra])
+            kept.append(Decision(version, False, reasons, _summary(tv, False, extra)))
+        else:
+            deleted.append(version)
+
+    deleted_set = {v.digest for v in deleted}
+    ordered, why_gone = _execution_order(deleted, graph, tag_referrers, deleted_set)
+    delete_decisions: list[Decision] = []
+    for version in ordered:
+        tv = verdicts[version.id]
+        extra = [why_gone[version.digest]] if version.digest in why_gone else []
+        if not tv or all(v.keep is None for v in tv):
+            extra.append("referenced by no kept version")
+        reasons = tuple([*(str(v) for v in tv), *extra])
+        delete_decisions.append(Decision(version, True, reasons, _summary(tv, True, extra)))
+
+    needs: set[str] = set()
+    if graph is not None:
+        tagged_unread = {
+            v.digest
+            for v in versions
+            if not is_untagged_like(v) and v.digest not in graph.manifests and v.digest not in graph.unreadable
+        }
+        needs = ((marking.unresolved & by_digest.keys()) - needs_late) | tagged_unread
+        # Orphans are read only once every tagged manifest is known: most untagged versions are then
+        # explained as children of a read index and need no read of their own.
+        if not needs:
+            needs = needs_late
+    kept.sort(key=lambda d: _order_key(d.version))
+    notes: list[str] = []
+    if not in_use.checked:
+        notes.append("in-use facts not checked (offline): open PRs and active runs were not looked up")
+    if buffer:
+        notes.append(f"{in_use.active_runs} active workflow run(s): one-hour safety buffer added to every age limit")
+    return Plan(
+        now=now,
+        delete=tuple(delete_decisions),
+        keep=tuple(kept),
+        needs_manifests=frozenset(needs),
+        blocked_by=tuple(blockers) if graph is not None else (),
+        buffer=buffer,
+        offline=graph is None,
+        notes=tuple(notes),
+    )
+
+
+def _kind(version: PackageVersion) -> str:
+    return "referrer" if version.tags else "untagged"
+
+
+def _describe(version: PackageVersion | None, digest: str) -> str:
+    if version is not None and version.tags:
+        return f"{short_digest(digest)} ({', '.join(version.tags[:3])}{', ...' if len(version.tags) > 3 else ''})"
+    return short_digest(digest)
+
+
+def _execution_order(
+    deleted: Sequence[PackageVersion],
+    graph: ManifestGraph | None,
+    tag_referrers: Mapping[str, list[str]],
+    deleted_set: set[str],
+) -> tuple[list[PackageVersion], dict[str, str]]:
+    """Oldest group first; in a group a parent goes before its children and a subject before its referrers,
+    so a run that stops half-way leaves orphans (which the next run removes), never a broken image."""
+    by_digest = {v.digest: v for v in deleted}
+
+    def below(digest: str) -> list[str]:
+        out: list[str] = []
+        if graph is not None and digest in graph.manifests:
+            out.extend(child.digest for child in graph.manifests[digest].children)
+            out.extend(graph.referrers(digest))
+        out.extend(tag_referrers.get(digest, ()))
+        return sorted({d for d in out if d in deleted_set}, key=lambda d: _order_key(by_digest[d]))
+
+    # A version is placed only once every deleted version above it is placed (a child shared by two
+    # deleted indexes goes after both), depth-first so each group stays together.
+    waiting: dict[str, int] = {}
+    for version in deleted:
+        for digest in below(version.digest):
+            if digest != version.digest:
+                waiting[digest] = waiting.get(digest, 0) + 1
+    placed: set[str] = set()
+    ordered: list[PackageVersion] = []
+    why: dict[str, str] = {}
+
+    def place(start: str) -> None:
+        stack = [start]
+        while stack:
+            digest = stack.pop()
+            if digest in placed:
+                continue
+            placed.add(digest)
+            ordered.append(by_digest[digest])
+            ready: list[str] = []
+            for child in below(digest):
+                if child == digest or child in placed:
+                    continue
+                why.setdefault(child, f"goes with deleted {_describe(by_digest.get(digest), digest)}")
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
+            stack.extend(reversed(ready))
+
+    for version in sorted(deleted, key=_order_key):
+        if not waiting.get(version.digest):
+            place(version.digest)
+    # Cycles (a referrer listed by its own subject) never become ready: place what is left, oldest first.
+    for version in sorted(deleted, key=_order_key):
+        if version.digest not in placed:
+            place(version.digest)
+    return ordered, why
+
+
+ManifestReader = Callable[[Sequence[str]], tuple[list[ManifestFacts], dict[str, str]]]
+
+
+def plan_with_reads(
+    versions: Sequence[PackageVersion],
+    policy: Policy,
+    in_use: InUse,
+    now: datetime,
+    read: ManifestReader,
+    graph: ManifestGraph | None = None,
+    max_rounds: int = 16,
+) -> tuple[Plan, ManifestGraph]:
+    """Plan, read what the plan asks for, plan again, until it asks for nothing new.
+
+    `read(digests)` returns the facts it could read and {digest: why} for the rest. A digest is asked for
+    at most once; what stays unknown keeps whatever it might reference."""
+    graph = graph or ManifestGraph()
+    attempted: set[str] = set()
+    current = plan(versions, policy, in_use, now, graph)
+    for _ in range(max_rounds):
+        wanted = sorted(current.needs_manifests - attempted)
+        if not wanted:
+            break
+        attempted.update(wanted)
+        facts, failed = read(wanted)
+        got = {item.digest for item in facts}
+        missing = {digest: "no answer" for digest in wanted if digest not in failed and digest not in got}
+        graph = graph.with_facts(facts, {**failed, **missing})
+        current = plan(versions, policy, in_use, now, graph)
+    return current, graph
+
+
+def replan_after(plan_: Plan, versions: Iterable[PackageVersion]) -> list[PackageVersion]:
+    """The versions left once everything in `plan_` is deleted (for idempotency checks and the summary)."""
+    gone = plan_.delete_digests
+    return [v for v in versions if v.digest not in gone]
