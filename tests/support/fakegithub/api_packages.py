@@ -104,16 +104,12 @@ def _get_version(ctx: Context, request: Request, scope: str) -> Response:
 
 def _delete_version(ctx: Context, request: Request, scope: str) -> Response:
     wanted = _version_id(request)
-    token = request.token
-    assert token is not None
     with ctx.state.lock:
         package = _find_package(ctx, request, scope)
         versions = package.backend.versions()
         target = next((v for v in versions if v.id == wanted), None)
         if target is None:
             raise not_found("Package version not found.")
-        if token.read_only:
-            raise ApiError(403, "Resource not accessible by integration", DOCS_VERSIONS)
         if package.visibility == "public" and target.downloads > POPULAR_THRESHOLD:
             raise ApiError(400, TOO_POPULAR, DOCS_VERSIONS)
         other_tagged = any(v.tags for v in versions if v.id != wanted)
