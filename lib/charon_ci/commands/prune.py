@@ -1,0 +1,277 @@
+"""`charon-ci prune`: plan and apply a retention policy to a GHCR package or a Docker Hub repository.
+
+Reads every input first (a bad one stops the run before any request), then:
+- offline (`snapshot` set): plans from the snapshot file as of `now`; no network at all;
+- online: lists the versions, looks up what is in use, reads the manifests the plan asks for, plans, and
+  unless `dry-run` deletes oldest first within the rate budget (charon_ci.prune_apply).
+Always writes the plan file, one log line per version, the job summary and the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from charon_ci import gha
+from charon_ci.prune_report import Outcome, log_line, plan_document, plan_json, summary_markdown
+from charon_ci.retention import (
+    InUse,
+    PackageVersion,
+    Plan,
+    Policy,
+    build_policy,
+    parse_timestamp,
+    parse_versions,
+    plan,
+)
+
+HELP = """usage: charon-ci prune
+
+Plans (and unless dry-run applies) a retention policy to a GHCR package or Docker Hub repository: per-pattern
+lifetimes, protected tags, in-use detection, and never a platform manifest, attestation or signature that a
+kept image still needs. Reads INPUT_RETENTION, INPUT_PROTECT, INPUT_MIN-AGE, INPUT_KEEP-LAST, INPUT_DRY-RUN,
+INPUT_PACKAGE, INPUT_OWNER, INPUT_REGISTRY, INPUT_TOKEN, INPUT_GITHUB-TOKEN, INPUT_USERNAME,
+INPUT_GITHUB-API-URL, INPUT_REPOSITORY, INPUT_SNAPSHOT, INPUT_NOW, INPUT_PLAN-FILE; writes the plan file,
+the job summary and outputs (plan-path, deleted-count, kept-count, failed-count, remaining-count,
+planned-count, bytes-freed). With INPUT_SNAPSHOT set it touches no network.
+"""
+
+REGISTRIES = ("ghcr", "dockerhub")
+_OWNER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_GHCR_PACKAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]|/(?=[a-z0-9]))*")
+_HUB_REPOSITORY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]){0,254}")
+_REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    policy: Policy
+    dry_run: bool
+    registry: str
+    package: str
+    owner: str
+    token: str
+    github_token: str
+    username: str
+    github_api_url: str
+    repository: str
+    snapshot: Path | None
+    now: datetime | None
+    plan_file: Path
+
+    def __repr__(self) -> str:  # never show tokens
+        return f"PruneSettings(registry={self.registry!r}, package={self.package!r}, owner={self.owner!r})"
+
+    @property
+    def offline(self) -> bool:
+        return self.snapshot is not None
+
+
+def parse_settings(env: Mapping[str, str]) -> PruneSettings:
+    """Every input, checked; raises InputError for the first bad one."""
+    inputs = gha.Inputs(env)
+    policy = build_policy(
+        inputs.lines("retention"),
+        inputs.lines("protect"),
+        inputs.text("min-age"),
+        inputs.text("keep-last"),
+    )
+    dry_run = inputs.boolean("dry-run", default=True)
+    registry = inputs.text("registry", "ghcr").lower()
+    if registry not in REGISTRIES:
+        raise gha.InputError("registry", " | ".join(REGISTRIES), registry)
+    snapshot_text = inputs.text("snapshot")
+    snapshot = Path(snapshot_text) if snapshot_text else None
+    now_text = inputs.text("now")
+    now = parse_timestamp(now_text, "now") if now_text else None
+    if snapshot is None and now is not None:
+        raise gha.InputError("now", "empty unless snapshot is set (a live run plans as of the real time)", now_text)
+    if snapshot is not None and not dry_run:
+        raise gha.InputError("dry-run", "true when snapshot is set (a snapshot can be planned, not pruned)", "false")
+
+    owner = inputs.text("owner", env.get("GITHUB_REPOSITORY_OWNER", ""))
+    if owner and not _OWNER_RE.fullmatch(owner):
+        raise gha.InputError("owner", "a GitHub user or organization login (or a Docker Hub namespace)", owner)
+    package = inputs.text("package")
+    package_re = _GHCR_PACKAGE_RE if registry == "ghcr" else _HUB_REPOSITORY_RE
+    if package and not (package_re.fullmatch(package) and len(package) <= 255):
+        accepted = (
+            "a GHCR container package name (lowercase, may contain /)"
+            if registry == "ghcr"
+            else "a Docker Hub repository name without namespace (lowercase)"
+        )
+        raise gha.InputError("package", accepted, package)
+    repository = inputs.text("repository", env.get("GITHUB_REPOSITORY", ""))
+    if repository and not _REPOSITORY_RE.fullmatch(repository):
+        raise gha.InputError("repository", "owner/name of the repository whose PRs and runs use the images", repository)
+    token = inputs.text("token", env.get("GITHUB_TOKEN", "") if registry == "ghcr" else "")
+    github_token = inputs.text("github-token", env.get("GITHUB_TOKEN", "") or (token if registry == "ghcr" else ""))
+    username = inputs.text("username", owner if registry == "dockerhub" else env.get("GITHUB_ACTOR", "") or owner)
+    api_url = inputs.text("github-api-url", env.get("GITHUB_API_URL", "") or "https://api.github.com")
+    if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~/-]*)?", api_url):
+        raise gha.InputError("github-api-url", "an http(s) URL such as https://api.github.com", api_url)
+    plan_file = Path(inputs.text("plan-file", f"charon-prune-plan-{_slug(package or 'snapshot')}.json"))
+
+    if snapshot is None:
+        for name, value, accepted in (
+            ("package", package, "the package (GHCR) or repository (Docker Hub) to prune"),
+            ("owner", owner, "the owner of the package (defaults to the repository owner)"),
+            ("token", token, "a token that may list and delete the package's versions"),
+            ("repository", repository, "owner/name whose open PRs and active runs use the images"),
+            ("github-token", github_token, "a GitHub token that may read the repository's PRs and runs"),
+        ):
+            if not value:
+                raise gha.InputError(name, accepted)
+        if registry == "dockerhub" and not username:
+            raise gha.InputError("username", "the Docker Hub user that logs in (defaults to owner)")
+    return PruneSettings(
+        policy=policy,
+        dry_run=dry_run,
+        registry=registry,
+        package=package,
+        owner=owner,
+        token=token,
+        github_token=github_token,
+        username=username,
+        github_api_url=api_url.rstrip("/"),
+        repository=repository,
+        snapshot=snapshot,
+        now=now,
+        plan_file=plan_file,
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "package"
+
+
+def load_snapshot(path: Path) -> list[PackageVersion]:
+    """Versions from a `GET .../packages/container/NAME/versions` body (a JSON list), or InputError."""
+    accepted = "a JSON file holding the list GET /orgs/OWNER/packages/container/NAME/versions returns"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(SNAPSHOT_MAX_BYTES + 1)
+    except OSError as exc:
+        raise gha.InputError("snapshot", f"{accepted} (cannot read it: {exc.strerror})", str(path)) from None
+    if len(data) > SNAPSHOT_MAX_BYTES:
+        raise gha.InputError("snapshot", f"{accepted} of at most 512 MiB", str(path))
+    try:
+        items = json.loads(data)
+        return parse_versions(items, "snapshot")
+    except ValueError as exc:
+        raise gha.InputError("snapshot", f"{accepted} ({exc})", str(path)) from None
+
+
+def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
+    """Write atomically; return the path to give later steps (relative to the workspace when inside it,
+    since a container action's /github/workspace is another path on the runner)."""
+    target = path if path.is_absolute() else Path.cwd() / path
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:
+        raise gha.ActionFailure("Cannot write the plan file", f"plan-file cannot be written: {exc.strerror}.") from None
+    workspace = env.get("GITHUB_WORKSPACE", "")
+    if workspace:
+        try:
+            return str(target.resolve().relative_to(Path(workspace).resolve()))
+        except ValueError:
+            pass
+    return str(target)
+
+
+def report(
+    settings: PruneSettings,
+    result: Plan,
+    outcome: Outcome,
+    env: Mapping[str, str],
+    sizes: Mapping[str, int] | None = None,
+) -> int:
+    """Log, plan file, summary, outputs. Returns the exit code (1 when deletions failed)."""
+    package = settings.package or (settings.snapshot.name if settings.snapshot else "")
+    with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
+        for decision in result.delete:
+            gha.info(log_line(decision, "delete" if not settings.dry_run else "would delete"))
+        for decision in result.keep:
+            gha.info(log_line(decision, "keep"))
+    for note in result.notes:
+        gha.notice(note, title="charon-ci prune")
+    document = plan_document(
+        result,
+        settings.policy,
+        package=package,
+        registry=settings.registry,
+        dry_run=settings.dry_run,
+        outcome=outcome,
+        sizes=sizes,
+    )
+    plan_path = write_plan_file(settings.plan_file, plan_json(document), env)
+    gha.append_summary(
+        summary_markdown(result, outcome, package=package, registry=settings.registry, dry_run=settings.dry_run),
+        env,
+    )
+    outputs = gha.Outputs(env)
+    outputs.set("plan-path", plan_path)
+    outputs.set("planned-count", str(len(result.delete)))
+    outputs.set("deleted-count", str(len(outcome.deleted)))
+    outputs.set("kept-count", str(len(result.keep)))
+    outputs.set("failed-count", str(len(outcome.failed)))
+    outputs.set("remaining-count", str(len(outcome.remaining)))
+    outputs.set("bytes-freed", str(outcome.bytes_freed or 0))
+    try:
+        printed = outputs.flush()
+    except OSError as exc:
+        raise gha.ActionFailure("Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {exc.strerror}.") from None
+    if printed is not None:
+        sys.stdout.write(json.dumps(printed, indent=2) + "\n")
+    verb = "would delete" if settings.dry_run else "deleted"
+    done = len(result.delete) if settings.dry_run else len(outcome.deleted)
+    gha.info(
+        f"{verb} {done} of {len(result.delete)} planned, kept {len(result.keep)}, failed {len(outcome.failed)}, "
+        f"not attempted {len(outcome.remaining) if not settings.dry_run else 0}; plan: {plan_path}"
+    )
+    for decision, why in outcome.failed:
+        gha.warning(f"{log_line(decision, 'not deleted')} ({why})", title="charon-ci prune")
+    if outcome.stopped_because:
+        gha.warning(f"stopped early: {outcome.stopped_because}; the next run resumes", title="charon-ci prune")
+    return 0
+
+
+def run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str]) -> int:
+    versions = load_snapshot(snapshot)
+    now = settings.now or datetime.now(UTC)
+    started = time.process_time()
+    result = plan(versions, settings.policy, InUse(checked=False), now, None)
+    gha.debug(f"planned {len(versions)} versions in {time.process_time() - started:.3f} s CPU")
+    outcome = Outcome(remaining=list(result.delete))
+    return report(settings, result, outcome, env)
+
+
+def main(env: Mapping[str, str]) -> int:
+    settings = parse_settings(env)
+    if settings.snapshot is not None:
+        return run_offline(settings, settings.snapshot, env)
+    from charon_ci.prune_apply import run_online
+
+    return run_online(settings, env, report)
+
+
+def run(argv: Sequence[str]) -> int:
+    if any(arg in {"-h", "--help"} for arg in argv):
+        sys.stdout.write(HELP)
+        return 0
+    if argv:
+        sys.stderr.write(f"charon-ci prune: takes no arguments (inputs come from INPUT_* variables)\n{HELP}")
+        return 2
+    env = dict(os.environ)
+    return gha.run_action(lambda: main(env), env)

@@ -1,0 +1,179 @@
+"""`charon-ci prune` offline: the bundled snapshot planned through action-prune/action.yml, no network,
+bad inputs refused with one error line and nothing written."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from charon_ci import gha
+from charon_ci.commands import prune
+from charon_ci.prune_report import md_cell
+from tests.support.composite import ActionRunner, parse_commands
+
+ROOT = Path(__file__).resolve().parents[1]
+ACTION = ROOT / "action-prune"
+SNAPSHOT = ROOT / "examples" / "registry-snapshot.json"
+VENV_BIN = ROOT / ".venv" / "bin"
+ENTRYPOINT = ["sh", str(ROOT / "docker" / "prune-entrypoint.sh")]
+NOW = "2026-02-04T03:00:00Z"
+
+# A sitecustomize that makes any network use fail loudly and leaves a mark: "no network is touched".
+NO_NETWORK = """
+import socket, sys
+def _refuse(*args, **kwargs):
+    open(__file__ + ".touched", "w").write(repr(args))
+    raise OSError("network use in an offline run")
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+"""
+
+EXPECTED_DELETIONS = {
+    # sha-* older than 30 days (main and development pushes), the re-tagged old digest, and the digest
+    # that carries both a sha tag and a PR tag
+    "sha-3a26d1c", "sha-c2526b8", "sha-64f8509", "sha-3e3cf1b", "sha-efc5a59", "sha-aeb0f61",
+    "sha-d18aac9,pr-119-d18aac9",
+    # nightlies older than 7 days
+    *(f"nightly-2026-01-{day}" for day in range(20, 29)),
+    # a feature branch older than 7 days; PR images older than 24h and older than min-age 48h
+    "feature-dns-provider-9868021", "pr-118-52f696b", "pr-121-be1c8c8", "pr-123-747b29c",
+}  # fmt: skip
+
+
+@pytest.fixture
+def guard(tmp_path: Path) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_NETWORK)
+    return site
+
+
+def run_action(runner: ActionRunner, guard: Path, **inputs: str):  # type: ignore[no-untyped-def]
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "PYTHONPATH": str(guard), "GITHUB_REPOSITORY_OWNER": "wikid82"}
+    return runner.run(ACTION, inputs, env=env, docker_entrypoint=ENTRYPOINT)
+
+
+def test_bundled_snapshot_plan_through_the_action(action_runner: ActionRunner, guard: Path) -> None:
+    result = run_action(action_runner, guard, snapshot=str(SNAPSHOT), now=NOW)
+    step = result.steps[0]
+    assert result.exit_code == 0, step.stdout + step.stderr
+    assert not (guard / "sitecustomize.py.touched").exists(), "the offline run touched the network"
+    out = result.outputs
+    assert out["planned-count"] == "20" and out["deleted-count"] == "0" and out["remaining-count"] == "20"
+    assert out["kept-count"] == "190" and out["failed-count"] == "0" and out["bytes-freed"] == "0"
+    # The path is relative to the workspace, so a later step finds it (a container's /github/workspace
+    # is another path on the runner).
+    assert not Path(out["plan-path"]).is_absolute()
+    plan_files = list(action_runner.runner_temp.glob("job-*/workspace/" + out["plan-path"]))
+    assert len(plan_files) == 1
+    document = json.loads(plan_files[-1].read_text())
+    assert set(document) >= {"delete", "keep"}
+    deleted = {",".join(item["tags"]) for item in document["delete"]}
+    assert deleted == EXPECTED_DELETIONS
+    for item in document["delete"] + document["keep"]:
+        assert {"id", "digest", "tags", "reasons"} <= set(item) and item["reasons"]
+    # Untagged versions are never deleted without manifest data; protected and young ones are kept.
+    assert all(item["tags"] for item in document["delete"])
+    kept = {tag for item in document["keep"] for tag in item["tags"]}
+    assert {"latest", "dev", "v0.7.0", "0.7", "v0.9.0", "debug-tls", "pr-125-4338fdb"} <= kept
+    # The re-tagged digest is judged by created_at (45 days), not updated_at (yesterday).
+    [retagged] = [item for item in document["delete"] if item["tags"] == ["sha-aeb0f61"]]
+    assert retagged["reasons"] == ["sha-aeb0f61 expired (age 45d > sha-*=30d)"]
+    # Oldest first.
+    created = [item["created_at"] for item in document["delete"]]
+    assert created == sorted(created)
+    # The log names the deciding tag for every version; the summary has the table and the tally.
+    assert "would delete sha-d18aac9,pr-119-d18aac9" in step.stdout
+    assert "kept: sha-7d743f5 not expired (age 1d3h < sha-*=30d); latest protected (/latest/)" in step.stdout
+    assert "### What goes and why (oldest first)" in result.summary
+    assert "| protected tag |" in result.summary
+    notices = [c for c in parse_commands(step.stdout) if c.name == "notice"]
+    assert any("in-use facts not checked" in c.message for c in notices)
+
+
+def test_snapshot_with_hostile_tags_cannot_inject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = tmp_path / "snap.json"
+
+    def version(n: int, tags: list[str]) -> dict[str, object]:
+        return {"id": n, "name": f"sha256:{n:064x}", "created_at": "2025-01-01T00:00:00Z", "url": "u",
+                "package_html_url": "p", "updated_at": "2025-01-01T00:00:00Z",
+                "metadata": {"package_type": "container", "container": {"tags": tags}}}  # fmt: skip
+
+    # One expires (a table row), one matches no rule (a newline never matches a glob) and is kept.
+    snapshot.write_text(json.dumps([version(1, ["sha-x|<img src=x>`y`"]), version(2, ["z\n::error::pwned"])]))
+    summary = tmp_path / "summary.md"
+    env = {"INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW, "GITHUB_STEP_SUMMARY": str(summary),
+           "INPUT_PLAN-FILE": str(tmp_path / "plan.json")}  # fmt: skip
+    assert gha.run_action(lambda: prune.main(env), env) == 0
+    stdout = capsys.readouterr().out
+    assert not [c for c in parse_commands(stdout) if c.name == "error"]
+    text = summary.read_text()
+    assert "<img" not in text and "&lt;img src=x&gt;'y'" in text and "sha-x\\|" in text
+    assert "\n::error::pwned" not in stdout and "pwned" in stdout
+    assert md_cell("a|b\n<c>`d`") == "a\\|b &lt;c&gt;'d'"
+
+
+def call(env: dict[str, str], tmp_path: Path) -> tuple[int, list[gha.ActionFailure | object], str]:
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        code = gha.run_action(lambda: prune.main(env), env)
+    out = buffer.getvalue()
+    return code, parse_commands(out), out
+
+
+BAD_INPUTS = [
+    ({"INPUT_RETENTION": "pr-*=soon"}, "retention"),
+    ({"INPUT_RETENTION": "pr-[0-9]*=24h"}, "retention"),
+    ({"INPUT_PROTECT": "v(1"}, "protect"),
+    ({"INPUT_MIN-AGE": "2 days"}, "min-age"),
+    ({"INPUT_KEEP-LAST": "-1"}, "keep-last"),
+    ({"INPUT_DRY-RUN": "yes"}, "dry-run"),
+    ({"INPUT_REGISTRY": "quay"}, "registry"),
+    ({"INPUT_NOW": "2026-02-04 03:00"}, "now"),
+    ({"INPUT_DRY-RUN": "false"}, "dry-run"),
+    ({"INPUT_SNAPSHOT": "/nonexistent/snapshot.json"}, "snapshot"),
+    ({"INPUT_SNAPSHOT": "__NOT_A_LIST__"}, "snapshot"),
+    ({"INPUT_OWNER": "not a login"}, "owner"),
+    ({"INPUT_PACKAGE": "Charon"}, "package"),
+]
+
+
+@pytest.mark.parametrize(("bad", "name"), BAD_INPUTS)
+def test_bad_input_one_error_nothing_written(bad: dict[str, str], name: str, tmp_path: Path) -> None:
+    not_a_list = tmp_path / "object.json"
+    not_a_list.write_text('{"versions": []}')
+    plan_file = tmp_path / "plan.json"
+    outputs = tmp_path / "outputs"
+    outputs.write_text("")
+    env = {"INPUT_SNAPSHOT": str(SNAPSHOT), "INPUT_NOW": NOW, "INPUT_PLAN-FILE": str(plan_file),
+           "GITHUB_OUTPUT": str(outputs)}  # fmt: skip
+    env.update({k: v.replace("__NOT_A_LIST__", str(not_a_list)) for k, v in bad.items()})
+    code, commands, out = call(env, tmp_path)
+    errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
+    assert code == 1
+    assert len(errors) == 1, out
+    assert errors[0].properties["title"] == f"Invalid input '{name}'"  # type: ignore[attr-defined]
+    assert "Traceback" not in out
+    assert not plan_file.exists() and outputs.read_text() == ""
+
+
+def test_online_inputs_are_required_before_any_request(tmp_path: Path) -> None:
+    code, commands, out = call({"INPUT_PACKAGE": "charon", "GITHUB_REPOSITORY_OWNER": "wikid82"}, tmp_path)
+    errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
+    assert code == 1 and len(errors) == 1
+    assert errors[0].properties["title"] == "Invalid input 'token'"  # type: ignore[attr-defined]
+    code, commands, out = call({"INPUT_NOW": NOW, "INPUT_PACKAGE": "charon"}, tmp_path)
+    assert code == 1 and "Invalid input 'now'" in out
+
+
+def test_help_and_arguments() -> None:
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert prune.run(["--help"]) == 0
+    assert "INPUT_SNAPSHOT" in buffer.getvalue()
