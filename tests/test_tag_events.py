@@ -256,6 +256,9 @@ def test_read_event_errors(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(TagError, match="not valid JSON"):
         events.read_event({"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(bad)})
+    bad.write_text("[" * 100_000)
+    with pytest.raises(TagError, match="nested too deeply"):
+        events.read_event({"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(bad)})
     bad.write_text("[1, 2]")
     with pytest.raises(TagError, match="JSON object"):
         events.read_event({"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(bad)})

@@ -177,6 +177,7 @@ class BuildContext(Record):
 
     @property
     def branch(self) -> str | None:
+        """The ref name unless it is known to be a tag (a consumer cannot tell: see tagging.classify_ref)."""
         if isinstance(self.build, RefBuild) and self.build.ref_type != "tag":
             return self.build.name
         return None
@@ -197,6 +198,8 @@ def read_event(env: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         raise TagError("Cannot read event payload", f"GITHUB_EVENT_PATH cannot be read: {failure.strerror}.") from None
     except (ValueError, UnicodeDecodeError) as failure:
         raise TagError("Malformed event payload", f"GITHUB_EVENT_PATH is not valid JSON: {failure}.") from None
+    except RecursionError:
+        raise TagError("Malformed event payload", "GITHUB_EVENT_PATH is nested too deeply to be an event.") from None
     if not isinstance(payload, dict):
         raise TagError("Malformed event payload", "GITHUB_EVENT_PATH must hold a JSON object.")
     return name, payload
