@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 
 from charon_ci.records import Record
 from charon_ci.tagging import TagError, validate_sha
@@ -21,6 +20,7 @@ from charon_ci.tagging import TagError, validate_sha
 # `typing` costs about 3 ms to import and this module is on `charon-ci tag`'s start-up path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from charon_ci.tagging import RefType
@@ -340,7 +340,7 @@ def _upstream_pull_request(reader: _Payload, upstream: Upstream, repository: str
     numbers: set[int] = set()
     for index, entry in enumerate(reader.optional_list("workflow_run.pull_requests")):
         where = f"workflow_run.pull_requests[{index}]"
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             raise TagError("Malformed event payload", f"{where} is not an object.")
         item = _Payload("workflow_run", entry)
         number = item.positive_int("number", where)
@@ -407,7 +407,7 @@ class _Payload:
     def optional(self, path: str) -> Any:
         value: Any = self.data
         for key in path.split("."):
-            if not isinstance(value, Mapping) or key not in value:
+            if not isinstance(value, dict) or key not in value:
                 return None
             value = value[key]
         return value

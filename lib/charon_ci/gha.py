@@ -10,15 +10,14 @@ imports only the standard library and the two small toolkit modules.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from typing import TextIO
 
-from actions_toolkit.command import escape_data, escape_property
+TYPE_CHECKING = False  # `typing` itself costs about 2 ms to import; type checkers read this as True
+if TYPE_CHECKING:  # typing-only imports: a command's start-up must not pay for collections, typing.io...
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+    from typing import TextIO
 
 __all__ = [
     "ActionFailure",
@@ -34,6 +33,7 @@ __all__ = [
     "escape_property",
     "group",
     "info",
+    "new_delimiter",
     "notice",
     "run_action",
     "set_secret",
@@ -74,6 +74,31 @@ class OutputError(ActionFailure):
 
     def __init__(self, message: str) -> None:
         super().__init__("Cannot write output", message)
+
+
+def escape_data(text: str) -> str:
+    """Workflow-command message escaping, by actions-toolkit (imported on first use: start-up cost)."""
+    from actions_toolkit.command import escape_data as toolkit_escape_data
+
+    escaped: str = toolkit_escape_data(text)
+    return escaped
+
+
+def escape_property(text: str) -> str:
+    """Workflow-command property escaping (also `:` and `,`), by actions-toolkit."""
+    from actions_toolkit.command import escape_property as toolkit_escape_property
+
+    escaped: str = toolkit_escape_property(text)
+    return escaped
+
+
+def new_delimiter() -> str:
+    """`ghadelimiter_` and a random UUID version 4, as @actions/core makes it (without importing uuid)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    hexed = raw.hex()
+    return f"ghadelimiter_{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
 def _stdout() -> TextIO:
@@ -152,12 +177,18 @@ def set_secret(value: str) -> None:
         _issue("add-mask", value)
 
 
-@contextlib.contextmanager
-def group(title: str) -> Iterator[None]:
-    _issue("group", title)
-    try:
-        yield
-    finally:
+class group:  # lower-case: used like @actions/core's function, `with gha.group("title"):`
+    """A collapsible log group; closed even when the body raises."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __enter__(self) -> None:
+        _issue("group", self.title)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
         _issue("endgroup", "")
 
 
@@ -242,7 +273,7 @@ class Outputs:
         return dict(self._values)
 
     def render(self, delimiter: str | None = None) -> str:
-        delimiter = delimiter or f"ghadelimiter_{uuid.uuid4()}"
+        delimiter = delimiter or new_delimiter()
         chunks = []
         for name, value in self._values.items():
             if delimiter in name or delimiter in value:
@@ -274,6 +305,8 @@ def run_action(main: Callable[[], int | None], env: Mapping[str, str] | None = N
         return 1
     except Exception as unexpected:  # the last line of defence: no traceback in the log, but say what broke
         if _env(env).get("RUNNER_DEBUG") == "1":
+            import traceback
+
             info(traceback.format_exc())
         error(f"{type(unexpected).__name__}: {unexpected}", title="charon-ci internal error")
         return 1

@@ -23,7 +23,6 @@ a branch named like a release version, or a tag named like the main or dev branc
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
 from charon_ci.records import Record
@@ -31,6 +30,7 @@ from charon_ci.records import Record
 # `typing` costs about 3 ms to import and this module is on `charon-ci tag`'s start-up path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Literal
 
     RefType = Literal["branch", "tag"]

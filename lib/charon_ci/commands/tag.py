@@ -11,12 +11,16 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
 
 from charon_ci import events, gha, tagging
 from charon_ci.events import BuildContext, NightlyBuild, PullRequestBuild, RefBuild
 from charon_ci.records import Record
 from charon_ci.tagging import Kind, TagError, TagSet
+
+# Typing-only: collections.abc and typing cost milliseconds at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["TagInputs", "TagResult", "compute", "decide_tags", "parse_inputs", "run"]
 
