@@ -29,19 +29,13 @@ _ERROR_SCHEMA = "#/components/schemas/basic-error"
 
 
 def find_spec_path() -> Path:
-    """The OpenAPI subset: $CHARON_GITHUB_OPENAPI, else `shared/` beside the checkout (as laid for CI)."""
+    """The OpenAPI subset: $CHARON_GITHUB_OPENAPI, else the one in the shared reference data."""
     override = os.environ.get(ENV_OPENAPI, "").strip()
     if override:
         return Path(override)
-    repo_root = Path(__file__).resolve().parents[3]
-    candidates = [
-        repo_root.parent / "shared" / "github-rest" / "openapi-subset.json",
-        Path("/work/shared/github-rest/openapi-subset.json"),
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"openapi-subset.json not found (set {ENV_OPENAPI}); looked in {candidates}")
+    from tests.support.shared import OPENAPI_SUBSET
+
+    return OPENAPI_SUBSET
 
 
 @dataclass(frozen=True)
