@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -177,3 +178,21 @@ def test_help_and_arguments() -> None:
     with redirect_stdout(buffer):
         assert prune.run(["--help"]) == 0
     assert "INPUT_SNAPSHOT" in buffer.getvalue()
+
+
+def test_container_entrypoint_hands_hyphenated_inputs_to_charon_ci(tmp_path: Path) -> None:
+    """The runner passes `INPUT_DRY-RUN`, `INPUT_MIN-AGE`, ... with hyphens; a POSIX sh that is dash (Debian's
+    /bin/sh, also in the python slim image) drops such variables when it execs. Then `dry-run: false` would
+    silently become the default. This pins that the entrypoint passes them on."""
+    stub = tmp_path / "charon-ci"
+    stub.write_text(
+        "#!/usr/bin/env python3\nimport os\nprint(sorted(k for k in os.environ if k.startswith('INPUT_')))\n"
+    )
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "INPUT_DRY-RUN": "false", "INPUT_MIN-AGE": "1h", "INPUT_PACKAGE": "x"}
+    completed = subprocess.run(
+        ["/bin/sh", str(ROOT / "docker" / "prune-entrypoint.sh")], env=env, capture_output=True, text=True,
+        timeout=30, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "['INPUT_DRY-RUN', 'INPUT_MIN-AGE', 'INPUT_PACKAGE']"

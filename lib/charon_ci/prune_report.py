@@ -27,6 +27,7 @@ class Outcome:
     failed: list[tuple[Decision, str]] = field(default_factory=list)  # refusals and errors, with why
     remaining: list[Decision] = field(default_factory=list)  # not attempted: dry run, budget, or a stop
     stopped_because: str | None = None
+    fatal: bool = False  # stopped for something a person must fix (permissions, a persistent outage)
     bytes_freed: int | None = None  # None: not measured
     bytes_planned: int | None = None
 

@@ -289,6 +289,9 @@ class Plan:
     buffer: timedelta = timedelta(0)
     offline: bool = False
     notes: tuple[str, ...] = field(default=())
+    # digest -> the planned deletions that go with it (its children and referrers): if it cannot be
+    # deleted, they must stay too
+    delete_edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def delete_digests(self) -> frozenset[str]:
@@ -497,7 +500,7 @@ def _plan(
             deleted.append(version)
 
     deleted_set = {v.digest for v in deleted}
-    ordered, why_gone = _execution_order(deleted, graph, tag_referrers, deleted_set)
+    ordered, why_gone, delete_edges = _execution_order(deleted, graph, tag_referrers, deleted_set)
     delete_decisions: list[Decision] = []
     for version in ordered:
         tv = verdicts[version.id]
@@ -534,6 +537,7 @@ def _plan(
         buffer=buffer,
         offline=graph is None,
         notes=tuple(notes),
+        delete_edges=delete_edges,
     )
 
 
@@ -552,7 +556,7 @@ def _execution_order(
     graph: ManifestGraph | None,
     tag_referrers: Mapping[str, list[str]],
     deleted_set: set[str],
-) -> tuple[list[PackageVersion], dict[str, str]]:
+) -> tuple[list[PackageVersion], dict[str, str], dict[str, tuple[str, ...]]]:
     """Oldest group first; in a group a parent goes before its children and a subject before its referrers,
     so a run that stops half-way leaves orphans (which the next run removes), never a broken image."""
     by_digest = {v.digest: v for v in deleted}
@@ -606,7 +610,7 @@ def _execution_order(
     for version in sorted(deleted, key=_order_key):
         if version.digest not in placed:
             place(version.digest)
-    return ordered, why
+    return ordered, why, {digest: tuple(children) for digest, children in edges.items() if children}
 
 
 ManifestReader = Callable[[Sequence[str]], tuple[list[ManifestFacts], dict[str, str]]]

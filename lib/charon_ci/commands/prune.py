@@ -66,6 +66,8 @@ class PruneSettings:
     snapshot: Path | None
     now: datetime | None
     plan_file: Path
+    registry_host: str = ""
+    dockerhub_api_url: str = "https://hub.docker.com"
 
     def __repr__(self) -> str:  # never show tokens
         return f"PruneSettings(registry={self.registry!r}, package={self.package!r}, owner={self.owner!r})"
@@ -119,6 +121,12 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
     if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~/-]*)?", api_url):
         raise gha.InputError("github-api-url", "an http(s) URL such as https://api.github.com", api_url)
     plan_file = Path(inputs.text("plan-file", f"charon-prune-plan-{_slug(package or 'snapshot')}.json"))
+    registry_host = inputs.text("registry-host", "ghcr.io" if registry == "ghcr" else "docker.io")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?", registry_host):
+        raise gha.InputError("registry-host", "a registry host, optionally with :port (e.g. ghcr.io)", registry_host)
+    hub_url = inputs.text("dockerhub-api-url", "https://hub.docker.com").rstrip("/")
+    if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", hub_url):
+        raise gha.InputError("dockerhub-api-url", "the Docker Hub API base URL, e.g. https://hub.docker.com", hub_url)
 
     if snapshot is None:
         for name, value, accepted in (
@@ -146,6 +154,8 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
         snapshot=snapshot,
         now=now,
         plan_file=plan_file,
+        registry_host=registry_host,
+        dockerhub_api_url=hub_url,
     )
 
 
@@ -190,6 +200,17 @@ def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
     return str(target)
 
 
+def log_plan(settings: PruneSettings, result: Plan) -> None:
+    """One line per version, naming the tag that decided and why; before anything is deleted."""
+    with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
+        for decision in result.delete:
+            gha.info(log_line(decision, "would delete" if settings.dry_run else "to delete"))
+        for decision in result.keep:
+            gha.info(log_line(decision, "keep"))
+    for note in result.notes:
+        gha.notice(note, title="charon-ci prune")
+
+
 def report(
     settings: PruneSettings,
     result: Plan,
@@ -199,13 +220,6 @@ def report(
 ) -> int:
     """Log, plan file, summary, outputs. Returns the exit code (1 when deletions failed)."""
     package = settings.package or (settings.snapshot.name if settings.snapshot else "")
-    with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
-        for decision in result.delete:
-            gha.info(log_line(decision, "delete" if not settings.dry_run else "would delete"))
-        for decision in result.keep:
-            gha.info(log_line(decision, "keep"))
-    for note in result.notes:
-        gha.notice(note, title="charon-ci prune")
     document = plan_document(
         result,
         settings.policy,
@@ -253,6 +267,7 @@ def run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str])
     started = time.process_time()
     result = plan(versions, settings.policy, InUse(checked=False), now, None)
     gha.debug(f"planned {len(versions)} versions in {time.process_time() - started:.3f} s CPU")
+    log_plan(settings, result)
     outcome = Outcome(remaining=list(result.delete))
     return report(settings, result, outcome, env)
 

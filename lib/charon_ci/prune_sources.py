@@ -1,0 +1,363 @@
+"""Where a prune run's facts come from, and where its deletions go: the I/O edge of charon_ci.retention.
+
+- GHCR package versions (list, delete) through the GitHub REST client, for an organization or a user;
+- in-use facts: the repository's open pull requests and its queued / in-progress workflow runs;
+- manifests read from the registry, turned into `ManifestFacts` for the reachability graph;
+- Docker Hub: log in, list tags (grouped by digest into versions), delete a tag.
+
+Every GitHub refusal is returned as a `DeleteResult`, never raised: the executor decides what it means.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from charon_ci import github, oci, registry
+from charon_ci.reachability import ChildRef, ManifestFacts
+from charon_ci.retention import InUse, PackageVersion, parse_versions
+
+# Workflow-run states in which a run may still pull an image (everything before `completed`).
+ACTIVE_RUN_STATES = ("in_progress", "queued", "waiting", "requested", "pending")
+
+
+# --------------------------------------------------------------------------------------------- GitHub
+
+
+DeleteStatus = Literal["deleted", "gone", "refused", "forbidden", "rate-limited", "error"]
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    status: DeleteStatus
+    detail: str = ""
+    http_status: int | None = None
+
+
+@dataclass
+class GhcrPackage:
+    """One container package's versions endpoint. `scope` is `orgs/OWNER`, `users/OWNER` or `user`."""
+
+    client: github.GithubClient
+    owner: str
+    name: str
+    scope: str = ""
+    list_requests: int = 0
+    delete_requests: int = 0
+
+    @property
+    def versions_path(self) -> str:
+        # Package names may contain `/`: it is sent URL-encoded (GitHub's documented form).
+        return f"/{self.scope}/packages/container/{quote(self.name, safe='')}/versions"
+
+    def detect_scope(self, owner_type: str | None) -> None:
+        """`Organization` / `User` from the event payload when known; else the first list request decides."""
+        if owner_type == "Organization":
+            self.scope = f"orgs/{self.owner}"
+        elif owner_type == "User":
+            self.scope = f"users/{self.owner}"
+
+    def list_versions(self) -> list[PackageVersion]:
+        """Every active version, all pages (100 a page, `Link: next` followed)."""
+        scopes = [self.scope] if self.scope else [f"orgs/{self.owner}", f"users/{self.owner}"]
+        for position, scope in enumerate(scopes):
+            self.scope = scope
+            items: list[Any] = []
+            try:
+                for page in self.client.iter_pages(self.versions_path, per_page=100):
+                    self.list_requests += 1
+                    items.extend(page.items)
+            except github.NotFound:
+                self.list_requests += 1
+                if position + 1 < len(scopes):
+                    continue  # not an organization: try the user's packages
+                raise github.GithubError(
+                    404,
+                    f"package '{self.name}' of '{self.owner}' not found (or the token may not see it)",
+                    None,
+                    "GET",
+                    self.versions_path,
+                ) from None
+            try:
+                return parse_versions(items, "GitHub's package versions")
+            except ValueError as exc:
+                raise github.UnexpectedResponse(None, str(exc), None, "GET", self.versions_path) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def newest_versions(self, count: int = 100) -> list[PackageVersion]:
+        """The first page only (GitHub lists newest first): what was pushed since the full listing."""
+        self.list_requests += 1
+        body = self.client.get(self.versions_path, params={"per_page": count})
+        try:
+            return parse_versions(body, "GitHub's package versions")
+        except ValueError as exc:
+            raise github.UnexpectedResponse(None, str(exc), None, "GET", self.versions_path) from None
+
+    def delete_version(self, version_id: int) -> DeleteResult:
+        self.delete_requests += 1
+        try:
+            response = self.client.delete(f"{self.versions_path}/{version_id}", allow_statuses=(404,))
+        except github.RateLimited as exc:
+            return DeleteResult("rate-limited", exc.message, exc.status)
+        except github.BadRequest as exc:
+            # "You cannot delete the last tagged version of a package", or over 5,000 downloads.
+            return DeleteResult("refused", exc.message, 400)
+        except (github.Forbidden, github.Unauthorized) as exc:
+            return DeleteResult("forbidden", exc.message, exc.status)
+        except github.GithubError as exc:
+            return DeleteResult("error", exc.message, exc.status)
+        if response.status == 404:
+            return DeleteResult("gone", "already deleted (another run, or GHCR removed it with its index)", 404)
+        return DeleteResult("deleted", "", response.status)
+
+
+def owner_type_from_event(env: Mapping[str, str], owner: str) -> str | None:
+    """`Organization` or `User` from the event payload's repository owner, when it is this owner."""
+    path = env.get("GITHUB_EVENT_PATH", "")
+    if not path:
+        return None
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+        repo_owner = event["repository"]["owner"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(repo_owner, dict) or str(repo_owner.get("login", "")).lower() != owner.lower():
+        return None
+    kind = repo_owner.get("type")
+    return kind if kind in ("Organization", "User") else None
+
+
+@dataclass
+class InUseLookup:
+    client: github.GithubClient
+    repository: str
+    requests: int = 0
+
+    def facts(self) -> InUse:
+        """Open PR numbers and the head shas of runs that have not completed."""
+        owner, _, name = self.repository.partition("/")
+        prs: set[int] = set()
+        for page in self.client.iter_pages(github.api_path("repos", owner, name, "pulls"), params={"state": "open"}):
+            self.requests += 1
+            prs.update(int(item["number"]) for item in page.items if isinstance(item, dict) and "number" in item)
+        shas: set[str] = set()
+        runs = 0
+        for state in ACTIVE_RUN_STATES:
+            path = github.api_path("repos", owner, name, "actions", "runs")
+            for page in self.client.iter_pages(path, params={"status": state}, items_key="workflow_runs"):
+                self.requests += 1
+                for run in page.items:
+                    if isinstance(run, dict) and run.get("status") != "completed":
+                        runs += 1
+                        if isinstance(run.get("head_sha"), str):
+                            shas.add(run["head_sha"].lower())
+        return InUse(frozenset(prs), frozenset(shas), runs)
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def manifest_facts(manifest: oci.Manifest) -> ManifestFacts:
+    """What reachability and size accounting need from one manifest."""
+    subject = manifest.subject.digest if manifest.subject is not None else None
+    if isinstance(manifest, oci.ImageIndex):
+        children = tuple(
+            ChildRef(
+                entry.digest,
+                may_have_children=entry.media_type not in oci.IMAGE_MANIFEST_TYPES,
+                # A platform image or a buildx attestation belongs to this index; any other entry (a
+                # referrers index lists artifacts) may carry a subject of its own and must be read.
+                platform=entry.is_attestation or (entry.platform is not None and not entry.platform.is_unknown),
+            )
+            for entry in manifest.manifests
+        )
+        return ManifestFacts(manifest.digest, children, subject, is_index=True)
+    blobs = tuple((blob.digest, blob.size) for blob in manifest.blobs)
+    return ManifestFacts(manifest.digest, (), subject, blobs)
+
+
+@dataclass
+class ManifestSource:
+    """Reads manifests by digest from one repository; each failure becomes a reason, not an exception."""
+
+    client: registry.RegistryClient
+    repository: str
+    reads: int = 0
+    read_log: list[str] = field(default_factory=list)
+
+    def read(self, digests: Sequence[str]) -> tuple[list[ManifestFacts], dict[str, str]]:
+        facts: list[ManifestFacts] = []
+        failed: dict[str, str] = {}
+        for digest in digests:
+            self.reads += 1
+            self.read_log.append(digest)
+            try:
+                facts.append(manifest_facts(self.client.get_manifest(self.repository, digest)))
+            except registry.NotFound:
+                failed[digest] = "manifest unknown to the registry"
+            except registry.RegistryError as exc:
+                failed[digest] = f"{type(exc).__name__}: {exc}"[:200]
+            except ValueError as exc:
+                failed[digest] = f"not readable: {exc}"[:200]
+        return facts, failed
+
+
+def blob_sizes(facts: Iterable[ManifestFacts]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for item in facts:
+        sizes.update(item.blobs)
+    return sizes
+
+
+def bytes_freed(deleted: Iterable[ManifestFacts], kept: Iterable[ManifestFacts]) -> int:
+    """Bytes of blobs the deleted image manifests use and no kept one does (each blob once)."""
+    still_used = {digest for item in kept for digest, _ in item.blobs}
+    gone = blob_sizes(deleted)
+    return sum(size for digest, size in gone.items() if digest not in still_used)
+
+
+# --------------------------------------------------------------------------------------------- Docker Hub
+
+
+class HubError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class DockerHub:
+    """The Docker Hub API (not the registry API): login, tags of a repository, delete a tag.
+
+    Hub deletes tags, not digests: a digest goes away (from the Hub's point of view) once no tag points at
+    it, and Hub itself decides when the untagged manifests and layers are collected. Multi-arch images are
+    one tag on an index, so deleting the tag removes the whole image, never one platform of it.
+    """
+
+    namespace: str
+    repository: str
+    api_url: str = "https://hub.docker.com"
+    session: Any = None
+    timeout: float = 30.0
+    retries: int = 3
+    sleep: Callable[[float], None] | None = None
+    token: str | None = None
+    requests: int = 0
+    tags_by_digest: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.api_url)
+        if parts.scheme not in ("https", "http") or not parts.netloc:
+            raise ValueError("Docker Hub API URL must be http(s)")
+        if self.session is None:
+            import requests
+
+            self.session = requests.Session()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        import time
+
+        import requests
+
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = path if path.startswith(("http://", "https://")) else self.api_url.rstrip("/") + path
+        if urlsplit(url).netloc != urlsplit(self.api_url).netloc:
+            raise HubError("Docker Hub pagination link leads to another host")
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt > self.retries:
+                    raise HubError(f"{method} {urlsplit(url).path}: {type(exc).__name__}") from None
+                (self.sleep or time.sleep)(min(2.0**attempt, 30.0))
+                continue
+            if response.status_code in (429, 500, 502, 503, 504) and attempt <= self.retries:
+                wait = response.headers.get("retry-after", "")
+                (self.sleep or time.sleep)(float(wait) if wait.isdigit() else min(2.0**attempt, 30.0))
+                continue
+            return response
+
+    def login(self, username: str, password: str) -> None:
+        response = self._send("POST", "/v2/users/login", json={"username": username, "password": password})
+        if response.status_code != 200:
+            raise HubError(f"Docker Hub login failed (HTTP {response.status_code})", response.status_code)
+        token = response.json().get("token")
+        if not isinstance(token, str) or not token:
+            raise HubError("Docker Hub login answered without a token")
+        self.token = token
+
+    def list_versions(self) -> list[PackageVersion]:
+        """Tags grouped by digest: one version per digest, created = the newest push of any of its tags
+        (Hub keeps no creation time per digest; a re-pushed tag counts as new, which only ever keeps more)."""
+        path: str | None = (
+            f"/v2/namespaces/{quote(self.namespace, safe='')}/repositories/{quote(self.repository, safe='')}"
+            "/tags?page_size=100"
+        )
+        pushed: dict[str, datetime] = {}
+        ids: dict[str, int] = {}
+        tags: dict[str, list[str]] = {}
+        pages = 0
+        while path is not None:
+            pages += 1
+            if pages > 10_000:
+                raise HubError("Docker Hub tag pagination does not end")
+            response = self._send("GET", path)
+            if response.status_code != 200:
+                raise HubError(f"listing Docker Hub tags failed (HTTP {response.status_code})", response.status_code)
+            body = response.json()
+            for item in body.get("results") or []:
+                name, digest = item.get("name"), item.get("digest")
+                if not isinstance(name, str) or not isinstance(digest, str) or not oci.is_digest(digest):
+                    continue  # a tag without a digest (still being pushed) is left alone
+                when = _hub_time(item.get("tag_last_pushed")) or _hub_time(item.get("last_updated"))
+                if when is None:
+                    continue
+                tags.setdefault(digest, []).append(name)
+                pushed[digest] = max(pushed.get(digest, when), when)
+                ids.setdefault(digest, int(item.get("id") or 0))
+            path = body.get("next") or None
+        self.tags_by_digest = {digest: sorted(names) for digest, names in tags.items()}
+        return [
+            PackageVersion(ids[digest] or index, digest, tuple(self.tags_by_digest[digest]), pushed[digest])
+            for index, digest in enumerate(sorted(tags), start=1)
+        ]
+
+    def delete_tag(self, tag: str) -> DeleteResult:
+        path = (
+            f"/v2/namespaces/{quote(self.namespace, safe='')}/repositories/{quote(self.repository, safe='')}"
+            f"/tags/{quote(tag, safe='')}"
+        )
+        try:
+            response = self._send("DELETE", path)
+        except HubError as exc:
+            return DeleteResult("error", str(exc))
+        if response.status_code in (200, 202, 204):
+            return DeleteResult("deleted", "", response.status_code)
+        if response.status_code == 404:
+            return DeleteResult("gone", "tag already deleted", 404)
+        if response.status_code in (401, 403):
+            return DeleteResult("forbidden", "the Docker Hub token may not delete tags", response.status_code)
+        if response.status_code == 429:
+            return DeleteResult("rate-limited", "Docker Hub rate limit", 429)
+        return DeleteResult("error", f"HTTP {response.status_code}", response.status_code)
+
+
+def _hub_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
