@@ -517,11 +517,9 @@ def _plan(
             for v in versions
             if not is_untagged_like(v) and v.digest not in graph.manifests and v.digest not in graph.unreadable
         }
-        needs = ((marking.unresolved & by_digest.keys()) - needs_late) | tagged_unread
-        # Orphans are read only once every tagged manifest is known: most untagged versions are then
-        # explained as children of a read index and need no read of their own.
-        if not needs:
-            needs = needs_late
+        # In phases: tagged manifests first (the indexes); then what they reach that might have children;
+        # orphans last. Most untagged versions are explained by a read index and never need a read.
+        needs = tagged_unread or ((marking.unresolved & by_digest.keys()) - needs_late) or needs_late
     kept.sort(key=lambda d: _order_key(d.version))
     notes: list[str] = []
     if not in_use.checked:
