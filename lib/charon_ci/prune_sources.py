@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from charon_ci import github, oci, registry
+from charon_ci import gha, github, oci, registry
 from charon_ci.reachability import ChildRef, ManifestFacts
 from charon_ci.retention import InUse, PackageVersion, parse_versions
 
@@ -295,6 +295,7 @@ class DockerHub:
         token = response.json().get("token")
         if not isinstance(token, str) or not token:
             raise HubError("Docker Hub login answered without a token")
+        gha.set_secret(token)
         self.token = token
 
     def list_versions(self) -> list[PackageVersion]:
