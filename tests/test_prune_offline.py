@@ -196,3 +196,20 @@ def test_container_entrypoint_hands_hyphenated_inputs_to_charon_ci(tmp_path: Pat
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "['INPUT_DRY-RUN', 'INPUT_MIN-AGE', 'INPUT_PACKAGE']"
+
+
+def test_example_workflow_and_readme_match_the_action() -> None:
+    import yaml
+
+    action = yaml.safe_load((ACTION / "action.yml").read_text())
+    inputs, outputs = set(action["inputs"]), set(action["outputs"])
+    workflow = yaml.safe_load((ROOT / "examples" / "workflows" / "container-prune.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"] if "action-prune@" in s.get("uses", "")]
+    assert len(steps) == 2
+    for step in steps:
+        assert set(step["with"]) <= inputs, set(step["with"]) - inputs
+    assert workflow["permissions"] == {} and "concurrency" in workflow
+    assert {"schedule", "workflow_dispatch"} <= set(workflow[True] if True in workflow else workflow["on"])
+    readme = (ACTION / "README.md").read_text()
+    for name in inputs | outputs:
+        assert f"`{name}`" in readme, f"README does not document {name}"
