@@ -1,0 +1,111 @@
+"""The prune edges: manifests read into reachability facts, owner detection, the mid-run look at new pushes,
+bytes freed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from charon_ci import oci, registry
+from charon_ci.github import GithubClient
+from charon_ci.prune_apply import GhcrFreshness, measured_bytes
+from charon_ci.prune_sources import GhcrPackage, ManifestSource, manifest_facts, owner_type_from_event
+from charon_ci.reachability import ManifestFacts, ManifestGraph
+from charon_ci.retention import Decision, InUse, build_policy, plan
+from tests.support.fakegithub import FakeGitHub
+from tests.support.images import ImageFactory, canonical_json
+from tests.support.prune_world import OWNER, build_charon_world
+from tests.support.services import Registry
+
+
+def test_owner_type_comes_from_the_event_when_it_is_this_owner(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"repository": {"owner": {"login": "Wikid82", "type": "User"}}}))
+    env = {"GITHUB_EVENT_PATH": str(event)}
+    assert owner_type_from_event(env, "wikid82") == "User"
+    assert owner_type_from_event(env, "someone-else") is None
+    assert owner_type_from_event({"GITHUB_EVENT_PATH": str(tmp_path / "missing.json")}, "wikid82") is None
+
+
+def test_user_packages_are_found_after_the_org_route_answers_404(fake_github: FakeGitHub) -> None:
+    package = fake_github.add_package("wikid82", "charon", owner_type="User")
+    package.add_version("sha256:" + "a" * 64, ["latest"])
+    ghcr = GhcrPackage(
+        GithubClient(fake_github.token, api_url=fake_github.url, sleep=lambda s: None), "wikid82", "charon"
+    )
+    [version] = ghcr.list_versions()
+    assert version.tags == ("latest",) and ghcr.scope == "users/wikid82" and ghcr.list_requests == 2
+    known = GhcrPackage(ghcr.client, "wikid82", "charon")
+    known.detect_scope("User")
+    assert len(known.list_versions()) == 1 and known.list_requests == 1
+
+
+@pytest.mark.services
+def test_manifests_become_reachability_facts(registry: Registry, image_factory: ImageFactory, repository: str) -> None:
+    pushed = image_factory.push_index(repository, "x", attestations=True)
+    sbom = image_factory.push_referrer(repository, pushed)
+    source = ManifestSource(registry.client(), repository)  # type: ignore[attr-defined]
+    fallback_digest = source.client.resolve(repository, oci.referrers_tag(pushed.digest)).digest
+    facts, failed = source.read([pushed.digest, sbom.digest, fallback_digest, "sha256:" + "0" * 64])
+    index, artifact, fallback = facts
+    assert failed == {"sha256:" + "0" * 64: "manifest unknown to the registry"}
+    assert index.is_index and len(index.children) == 4
+    assert all(child.platform and not child.may_have_children for child in index.children)  # images + attestations
+    assert artifact.subject == pushed.digest and artifact.blobs
+    # A referrers index lists artifacts without a platform: they must be read to learn their subject.
+    assert [c.digest for c in fallback.children] == [sbom.digest] and not fallback.children[0].platform
+
+
+@pytest.mark.services
+def test_a_push_during_the_run_that_reuses_a_planned_child_keeps_it(
+    fake_github: FakeGitHub, registry: Registry, image_factory: ImageFactory
+) -> None:
+    world = build_charon_world(fake_github, registry, image_factory)
+    client = GithubClient(fake_github.token, api_url=fake_github.url, sleep=lambda s: None)
+    ghcr = GhcrPackage(client, OWNER, world.package_name)
+    versions = ghcr.list_versions()
+    source = ManifestSource(registry.client(), world.repository)  # type: ignore[attr-defined]
+    graph = ManifestGraph()
+    facts, failed = source.read([v.digest for v in versions])
+    graph = graph.with_facts(facts, failed)
+    result = plan(versions, build_policy([], []), InUse(frozenset({12}), frozenset({world.active_run_sha}), 1),
+                  versions[0].created_at, graph)  # fmt: skip
+    pending: dict[str, Decision] = {d.version.digest: d for d in result.delete}
+    # Someone pushes a new image that reuses a platform manifest this run is about to delete.
+    reused = next(
+        c.digest
+        for d in result.delete
+        for c in graph.manifests.get(d.version.digest, ManifestFacts("")).children
+        if c.digest in pending and c.platform
+    )
+    child = registry.client().get_manifest(world.repository, reused)  # type: ignore[attr-defined]
+    entry = {"mediaType": child.media_type, "digest": reused, "size": child.size,
+             "platform": {"architecture": "amd64", "os": "linux"}}  # fmt: skip
+    body = canonical_json({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": [entry]})
+    image_factory.put_manifest(world.repository, "sha-newpush", body, oci.OCI_INDEX)
+    freshness = GhcrFreshness(ghcr, source, {v.id: v for v in versions})
+    held = freshness.referenced_since({v.id for v in versions}, pending)
+    assert reused in held and "pushed during the run" in held[reused]
+    assert freshness.looks == 1
+
+
+def test_bytes_freed_counts_only_blobs_no_kept_image_uses() -> None:
+    graph = ManifestGraph({
+        "gone": ManifestFacts("gone", blobs=(("base", 100), ("app1", 10))),
+        "gone2": ManifestFacts("gone2", blobs=(("base", 100), ("app2", 20))),
+        "kept": ManifestFacts("kept", blobs=(("base", 100), ("app3", 30))),
+    })  # fmt: skip
+    assert measured_bytes(graph, ["gone", "gone2"], ["kept"]) == 30
+    assert measured_bytes(graph, ["gone", "gone2", "kept"], []) == 160
+
+
+def test_registry_errors_become_reasons_not_exceptions() -> None:
+    class Broken:
+        def get_manifest(self, repository: str, digest: str) -> oci.Manifest:
+            raise registry.RegistryUnavailable("503 three times")
+
+    source = ManifestSource(Broken(), "a/b")  # type: ignore[arg-type]
+    assert source.read(["sha256:" + "1" * 64]) == ([], {"sha256:" + "1" * 64: "RegistryUnavailable: 503 three times"})
+    assert manifest_facts  # the converter is exercised against the real registry above
