@@ -11,7 +11,7 @@ import pytest
 from charon_ci import oci, registry
 from charon_ci.github import GithubClient
 from charon_ci.prune_apply import GhcrFreshness, measured_bytes
-from charon_ci.prune_sources import GhcrPackage, ManifestSource, manifest_facts, owner_type_from_event
+from charon_ci.prune_sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
 from charon_ci.reachability import ManifestFacts, ManifestGraph
 from charon_ci.retention import Decision, InUse, build_policy, plan
 from tests.support.fakegithub import FakeGitHub
@@ -109,3 +109,16 @@ def test_registry_errors_become_reasons_not_exceptions() -> None:
     source = ManifestSource(Broken(), "a/b")  # type: ignore[arg-type]
     assert source.read(["sha256:" + "1" * 64]) == ([], {"sha256:" + "1" * 64: "RegistryUnavailable: 503 three times"})
     assert manifest_facts  # the converter is exercised against the real registry above
+
+
+def test_this_prune_run_is_not_an_active_run(fake_github: FakeGitHub) -> None:
+    repo = fake_github.add_repo("wikid82/charon")
+    own = fake_github.add_run(repo, "container-prune.yml", status="in_progress", conclusion=None, head_sha="a" * 40)
+    other = fake_github.add_run(repo, status="queued", conclusion=None, head_sha="b" * 40)
+    fake_github.add_pull(repo, "x", number=5, state="open")
+    client = GithubClient(fake_github.token, api_url=fake_github.url, sleep=lambda s: None)
+    facts = InUseLookup(client, "wikid82/charon", own_run_id=own.id).facts()
+    assert facts.active_runs == 1 and facts.active_run_shas == frozenset({"b" * 40})
+    assert facts.open_pull_requests == frozenset({5})
+    assert InUseLookup(client, "wikid82/charon").facts().active_runs == 2
+    assert other.id != own.id

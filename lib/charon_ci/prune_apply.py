@@ -327,7 +327,8 @@ def run_online(
         return github.GithubClient(token, api_url=settings.github_api_url, sleep=runtime.sleep, clock=runtime.wall)
 
     in_use_client = client(settings.github_token)
-    lookup = InUseLookup(in_use_client, settings.repository)
+    run_id = env.get("GITHUB_RUN_ID", "")
+    lookup = InUseLookup(in_use_client, settings.repository, own_run_id=int(run_id) if run_id.isdigit() else None)
     deleter: Deleter
     budget: Budget
     freshness: Freshness | None = None

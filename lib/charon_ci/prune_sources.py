@@ -138,6 +138,7 @@ class InUseLookup:
     client: github.GithubClient
     repository: str
     requests: int = 0
+    own_run_id: int | None = None  # this prune run is in progress too, and uses no image: not counted
 
     def facts(self) -> InUse:
         """Open PR numbers and the head shas of runs that have not completed."""
@@ -153,7 +154,9 @@ class InUseLookup:
             for page in self.client.iter_pages(path, params={"status": state}, items_key="workflow_runs"):
                 self.requests += 1
                 for run in page.items:
-                    if isinstance(run, dict) and run.get("status") != "completed":
+                    if not isinstance(run, dict) or (self.own_run_id is not None and run.get("id") == self.own_run_id):
+                        continue
+                    if run.get("status") != "completed":
                         runs += 1
                         if isinstance(run.get("head_sha"), str):
                             shas.add(run["head_sha"].lower())
