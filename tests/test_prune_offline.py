@@ -213,3 +213,14 @@ def test_example_workflow_and_readme_match_the_action() -> None:
     readme = (ACTION / "README.md").read_text()
     for name in inputs | outputs:
         assert f"`{name}`" in readme, f"README does not document {name}"
+
+
+def test_snapshot_may_be_gh_api_paginate_output(tmp_path: Path) -> None:
+    pages = json.loads(SNAPSHOT.read_text())
+    paginated = tmp_path / "paginated.json"
+    paginated.write_text(json.dumps(pages[:100]) + json.dumps(pages[100:200]) + "\n" + json.dumps(pages[200:]))
+    assert len(prune.load_snapshot(paginated)) == len(pages) == 210
+    for junk in ("", "[] {}", "[1]"):
+        paginated.write_text(junk)
+        with pytest.raises(gha.InputError):
+            prune.load_snapshot(paginated)

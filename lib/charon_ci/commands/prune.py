@@ -174,10 +174,28 @@ def load_snapshot(path: Path) -> list[PackageVersion]:
     if len(data) > SNAPSHOT_MAX_BYTES:
         raise gha.InputError("snapshot", f"{accepted} of at most 512 MiB", str(path))
     try:
-        items = json.loads(data)
-        return parse_versions(items, "snapshot")
+        return parse_versions(_json_lists(data.decode("utf-8")), "snapshot")
     except ValueError as exc:
         raise gha.InputError("snapshot", f"{accepted} ({exc})", str(path)) from None
+
+
+def _json_lists(text: str) -> list[object]:
+    """One JSON list, or several back to back (what `gh api --paginate` prints: one list a page)."""
+    decoder = json.JSONDecoder()
+    items: list[object] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position == len(text):
+            break
+        page, position = decoder.raw_decode(text, position)
+        if not isinstance(page, list):
+            raise ValueError("expected a JSON list of package versions")
+        items.extend(page)
+    if not text.strip():
+        raise ValueError("the file is empty")
+    return items
 
 
 def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
