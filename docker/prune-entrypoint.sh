@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Entrypoint of the charon-ci prune container action: checks that this container's non-root user can write
 # the runner's file-command files, then hands over to `charon-ci prune`.
 #
@@ -7,6 +7,8 @@
 # as uid 1001, the uid of GitHub-hosted runners and of the runner's own container image. On a runner with
 # another uid, stop here, before anything is deleted, rather than prune and then fail to report it.
 # No path or other runner-supplied text is printed: only numbers and fixed words reach the log.
+# bash, not sh: Debian's sh (dash) drops environment variables whose names hold a hyphen, and the runner
+# passes inputs as INPUT_DRY-RUN, INPUT_MIN-AGE...; bash hands them on to charon-ci.
 set -eu
 
 require_writable() { # $1: variable name, $2: its value
