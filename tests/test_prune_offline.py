@@ -191,7 +191,8 @@ def test_container_entrypoint_hands_hyphenated_inputs_to_charon_ci(tmp_path: Pat
     stub.chmod(0o755)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "INPUT_DRY-RUN": "false", "INPUT_MIN-AGE": "1h", "INPUT_PACKAGE": "x"}
     completed = subprocess.run(
-        [str(ROOT / "docker" / "prune-entrypoint.sh")], env=env,  # run as the image runs it: by its shebang capture_output=True, text=True,
+        # Run as the image runs it: by its shebang.
+        [str(ROOT / "docker" / "prune-entrypoint.sh")], env=env, capture_output=True, text=True,
         timeout=30, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
