@@ -11,9 +11,10 @@ import pytest
 from charon_ci import oci, registry
 from charon_ci.github import GithubClient
 from charon_ci.prune_apply import GhcrFreshness, measured_bytes
+from charon_ci.prune_model import InUse
 from charon_ci.prune_sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
 from charon_ci.reachability import ManifestFacts, ManifestGraph
-from charon_ci.retention import Decision, InUse, build_policy, plan
+from charon_ci.retention import Decision, build_policy, plan
 from tests.support.fakegithub import FakeGitHub
 from tests.support.images import ImageFactory, canonical_json
 from tests.support.prune_world import OWNER, build_charon_world

@@ -10,17 +10,15 @@ import pytest
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
+from charon_ci.prune_model import InUse, PackageVersion, parse_versions
 from charon_ci.reachability import ChildRef, ManifestFacts, ManifestGraph, referrer_subject
 from charon_ci.retention import (
     DEFAULT_PROTECT,
-    InUse,
-    PackageVersion,
     build_policy,
     parse_keep_last,
     parse_protect,
     parse_retention,
     parse_timestamp,
-    parse_versions,
     plan,
     plan_with_reads,
 )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from charon_ci import gha, github, registry
 from charon_ci.github import GithubClient
+from charon_ci.prune_model import InUse, PackageVersion
 from charon_ci.prune_report import Outcome
 from charon_ci.prune_sources import (
     DeleteResult,
@@ -36,7 +37,7 @@ from charon_ci.prune_sources import (
     owner_type_from_event,
 )
 from charon_ci.reachability import ManifestFacts, ManifestGraph, short_digest
-from charon_ci.retention import Decision, InUse, PackageVersion, Plan, plan, plan_with_reads
+from charon_ci.retention import Decision, Plan, plan, plan_with_reads
 
 if TYPE_CHECKING:
     from charon_ci.commands.prune import PruneSettings

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from charon_ci import gha, github, oci, registry
+from charon_ci.prune_model import InUse, PackageVersion, parse_versions
 from charon_ci.reachability import ChildRef, ManifestFacts
-from charon_ci.retention import InUse, PackageVersion, parse_versions
 
 # Workflow-run states in which a run may still pull an image (everything before `completed`).
 ACTIVE_RUN_STATES = ("in_progress", "queued", "waiting", "requested", "pending")

@@ -28,12 +28,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
+from charon_ci.prune_model import InUse, PackageVersion
 from charon_ci.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
 
 DEFAULT_RETENTION: tuple[str, ...] = ("pr-*=24h", "feature-*=7d", "sha-*=30d", "nightly-*=7d")
@@ -47,21 +47,9 @@ DEFAULT_MIN_AGE = "48h"
 ACTIVE_RUN_BUFFER = timedelta(hours=1)
 
 _GLOB_CHARS_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
-_PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
-_HEX_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True, slots=True)
-class PackageVersion:
-    """One manifest digest in the package, with every tag it carries."""
-
-    id: int
-    digest: str
-    tags: tuple[str, ...]
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,61 +179,6 @@ def build_policy(
         min_age=parse_duration(min_age or DEFAULT_MIN_AGE, "min-age"),
         keep_last=parse_keep_last(keep_last or "0"),
     )
-
-
-def parse_versions(items: Any, source: str) -> list[PackageVersion]:
-    """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
-
-    Raises ValueError naming `source` and the first item that is not a container package version."""
-    if not isinstance(items, list):
-        raise ValueError(f"{source}: expected a JSON list of package versions")
-    versions: list[PackageVersion] = []
-    for position, item in enumerate(items):
-        try:
-            tags = item.get("metadata", {}).get("container", {}).get("tags", [])
-            created = datetime.fromisoformat(item["created_at"])
-            version = PackageVersion(
-                id=item["id"],
-                digest=item["name"],
-                tags=tuple(tags),
-                created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError):
-            raise ValueError(f"{source}: item {position} is not a container package version") from None
-        if (
-            not isinstance(version.id, int)
-            or not isinstance(version.digest, str)
-            or not all(isinstance(tag, str) for tag in version.tags)
-        ):
-            raise ValueError(f"{source}: item {position} is not a container package version")
-        versions.append(version)
-    return versions
-
-
-@dataclass(frozen=True)
-class InUse:
-    """What running work still needs (spec 6.5). `checked` is False when nobody looked (offline)."""
-
-    open_pull_requests: frozenset[int] = frozenset()
-    active_run_shas: frozenset[str] = frozenset()  # head_sha of queued and in-progress runs
-    active_runs: int = 0
-    checked: bool = True
-
-    def why(self, tag: str) -> str | None:
-        pr = _PR_TAG_RE.fullmatch(tag)
-        if pr and int(pr.group(1)) in self.open_pull_requests:
-            return f"open PR #{int(pr.group(1))}"
-        if self.active_run_shas:
-            last = tag.rsplit("-", 1)[-1].lower()
-            if last[:7] in self._prefixes and _HEX_RE.fullmatch(last):
-                for sha in self.active_run_shas:
-                    if sha.lower().startswith(last):
-                        return f"run of {last} queued or in progress"
-        return None
-
-    @cached_property
-    def _prefixes(self) -> frozenset[str]:
-        return frozenset(sha[:7].lower() for sha in self.active_run_shas)
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -20,17 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from charon_ci import gha
+from charon_ci.prune_model import InUse, PackageVersion, parse_versions
 from charon_ci.prune_report import Outcome, log_line, plan_document, plan_json, summary_markdown
-from charon_ci.retention import (
-    InUse,
-    PackageVersion,
-    Plan,
-    Policy,
-    build_policy,
-    parse_timestamp,
-    parse_versions,
-    plan,
-)
+from charon_ci.retention import Plan, Policy, build_policy, parse_timestamp, plan
 
 HELP = """usage: charon-ci prune
 

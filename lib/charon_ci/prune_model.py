@@ -1,0 +1,82 @@
+"""What a prune run knows about a package and the work in flight: plain data, no policy and no I/O.
+
+Shared by the retention core (which judges it) and the edges (which fetch it), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+__all__ = ["InUse", "PackageVersion", "parse_versions"]
+
+_PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
+_HEX_RE = re.compile(r"[0-9a-f]{7,40}")
+
+
+@dataclass(frozen=True, slots=True)
+class PackageVersion:
+    """One manifest digest in the package, with every tag it carries."""
+
+    id: int
+    digest: str
+    tags: tuple[str, ...]
+    created_at: datetime
+
+
+def parse_versions(items: Any, source: str) -> list[PackageVersion]:
+    """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
+
+    Raises ValueError naming `source` and the first item that is not a container package version."""
+    if not isinstance(items, list):
+        raise ValueError(f"{source}: expected a JSON list of package versions")
+    versions: list[PackageVersion] = []
+    for position, item in enumerate(items):
+        try:
+            tags = item.get("metadata", {}).get("container", {}).get("tags", [])
+            created = datetime.fromisoformat(item["created_at"])
+            version = PackageVersion(
+                id=item["id"],
+                digest=item["name"],
+                tags=tuple(tags),
+                created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ValueError(f"{source}: item {position} is not a container package version") from None
+        if (
+            not isinstance(version.id, int)
+            or not isinstance(version.digest, str)
+            or not all(isinstance(tag, str) for tag in version.tags)
+        ):
+            raise ValueError(f"{source}: item {position} is not a container package version")
+        versions.append(version)
+    return versions
+
+
+@dataclass(frozen=True)
+class InUse:
+    """What running work still needs (spec 6.5). `checked` is False when nobody looked (offline)."""
+
+    open_pull_requests: frozenset[int] = frozenset()
+    active_run_shas: frozenset[str] = frozenset()  # head_sha of queued and in-progress runs
+    active_runs: int = 0
+    checked: bool = True
+
+    def why(self, tag: str) -> str | None:
+        pr = _PR_TAG_RE.fullmatch(tag)
+        if pr and int(pr.group(1)) in self.open_pull_requests:
+            return f"open PR #{int(pr.group(1))}"
+        if self.active_run_shas:
+            last = tag.rsplit("-", 1)[-1].lower()
+            if last[:7] in self._prefixes and _HEX_RE.fullmatch(last):
+                for sha in self.active_run_shas:
+                    if sha.lower().startswith(last):
+                        return f"run of {last} queued or in progress"
+        return None
+
+    @cached_property
+    def _prefixes(self) -> frozenset[str]:
+        return frozenset(sha[:7].lower() for sha in self.active_run_shas)
