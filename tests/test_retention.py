@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +21,10 @@ from charon_ci.retention import (
     plan,
     plan_with_reads,
 )
+from tests.support.shared import OPENAPI_SUBSET as OPENAPI
 
 NOW = datetime(2026, 2, 4, 3, 0, tzinfo=UTC)
 NOBODY = InUse()
-OPENAPI = Path("/work/shared/github-rest/openapi-subset.json")
 
 
 def dg(n: int) -> str:
