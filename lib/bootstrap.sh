@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the Python environment every charon-ci composite action runs in, or reuses the one an earlier
-# charon-ci step of this job prepared. Writes `python=<interpreter>` to GITHUB_OUTPUT (or prints it).
+# charon-ci step of this job prepared. Writes `python=<interpreter>` and `command=<charon-ci launcher>` to
+# GITHUB_OUTPUT (or prints them).
 #
 # The environment lives under RUNNER_TEMP (cleaned by the runner after each job) in a folder named by a
 # hash of the lock file, the interpreter and this checkout, so two refs of charon-ci never share one.
@@ -50,11 +51,15 @@ if [ ! -f "$venv/.charon-ci-ready" ]; then
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   printf '%s\n' "$root/lib" >"$site/charon_ci_checkout.pth"
   "$venv/bin/python" -c 'import charon_ci.cli' || fail "charon_ci does not import from $root/lib"
+  # A launcher like pip's console scripts: it starts faster than `python -m charon_ci` (no runpy).
+  printf '#!%s\nimport sys\n\nfrom charon_ci.cli import main\n\nsys.exit(main())\n' "$venv/bin/python" >"$venv/bin/charon-ci"
+  chmod 0755 "$venv/bin/charon-ci"
   touch "$venv/.charon-ci-ready"
 fi
 
+outputs=$(printf 'python=%s\ncommand=%s\n' "$venv/bin/python" "$venv/bin/charon-ci")
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
-  printf 'python=%s\n' "$venv/bin/python" >>"$GITHUB_OUTPUT"
+  printf '%s\n' "$outputs" >>"$GITHUB_OUTPUT"
 else
-  printf 'python=%s\n' "$venv/bin/python"
+  printf '%s\n' "$outputs"
 fi

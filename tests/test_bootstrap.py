@@ -37,6 +37,10 @@ def test_environment_is_made_once_and_reused(tmp_path: Path) -> None:
     check = subprocess.run([python, "-c", "import charon_ci.gha, requests, docker, semver; print('ok')"],
                            capture_output=True, text=True, check=False)
     assert check.stdout == "ok\n", check.stderr
+    launcher = Path(parse_file_command((tmp_path / "output").read_text())["command"])
+    assert launcher == python.parent / "charon-ci"
+    help_text = subprocess.run([launcher, "--help"], capture_output=True, text=True, check=False)
+    assert help_text.returncode == 0 and "usage: charon-ci" in help_text.stdout
     second = bootstrap(tmp_path)
     assert second.returncode == 0
     assert python_of(tmp_path) == python
