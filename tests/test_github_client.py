@@ -786,3 +786,11 @@ def test_fake_budget_follows_the_servers_count(fake: FakeGitHub) -> None:
     assert client.rate_limit == RateLimit(server.limit, server.remaining, server.reset, server.used, "core")
     assert client.rate_limit.remaining == 97
     assert client.spendable() == 7 and client.can_spend(7) and not client.can_spend(8)
+
+
+def test_non_ascii_digits_in_rate_headers_are_ignored_not_a_crash(api: ScriptedServer, gh: Harness) -> None:
+    # `²` (a Latin-1 header byte) passes str.isdigit but not int(): it must read as "no header".
+    odd = {"retry-after": "\u00b2", "x-ratelimit-reset": "\u00b2", "x-ratelimit-remaining": "0"}
+    api.on("GET", "/x", Reply(429, {"message": "slow down"}, odd), Reply(200, []))
+    assert gh.client.get("/x") == []
+    assert len(gh.sleeps) == 1 and gh.sleeps[0] >= 60.0  # the secondary-limit default, not the header

@@ -806,3 +806,12 @@ def test_basic_auth_against_a_real_registry() -> None:
         assert client.list_tags("private/app") == ["v1"]
         # one challenge, then credentials go up front
         assert session.requests == ["GET /v2/private/app/manifests/v1"] * 2 + ["GET /v2/private/app/tags/list"]
+
+
+def test_non_ascii_digit_retry_after_falls_back_to_backoff(fake: FakeRegistry) -> None:
+    # `²` passes str.isdigit but not int(); a registry sending it must not crash the client.
+    answers = [(503, {"Retry-After": "\u00b2"}, b""), manifest_reply()]
+    fake.route = lambda *_: answers.pop(0)
+    slept: list[float] = []
+    assert RegistryClient(fake.host, sleep=slept.append).get_manifest("a/b", "x").digest == sha(IMAGE)
+    assert slept == [1.0]

@@ -311,7 +311,7 @@ class RateLimit:
         except (KeyError, ValueError):
             return None
         used_text = headers.get("x-ratelimit-used")
-        used = int(used_text) if used_text is not None and used_text.isdigit() else None
+        used = int(used_text) if used_text is not None and _is_whole_number(used_text) else None
         return cls(limit, remaining, reset, used, headers.get("x-ratelimit-resource") or "core")
 
 
@@ -400,12 +400,17 @@ def _link_targets(header: str) -> dict[str, str]:
     return targets
 
 
+def _is_whole_number(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts `²` (a Latin-1 header byte), which `int()` rejects."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_retry_after(value: str | None, now: float) -> float | None:
     """`retry-after` as seconds: GitHub sends an integer; an HTTP date is accepted too."""
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if _is_whole_number(text):
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
@@ -730,7 +735,7 @@ class GithubClient:
         def consume(response: requests.Response, _state: _Attempts) -> Download:
             shown = self.display_url(response.url)
             declared = response.headers.get("content-length", "")
-            if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+            if max_bytes is not None and _is_whole_number(declared) and int(declared) > max_bytes:
                 raise DownloadTooLarge(
                     response.status_code, f"{declared} bytes declared, at most {max_bytes} allowed", None, "GET", shown
                 )
@@ -940,7 +945,7 @@ class GithubClient:
         retry_after = _parse_retry_after(headers.get("retry-after"), now)
         exhausted = headers.get("x-ratelimit-remaining") == "0"
         reset_text = headers.get("x-ratelimit-reset", "")
-        reset = float(reset_text) if reset_text.isdigit() else None
+        reset = float(reset_text) if _is_whole_number(reset_text) else None
         secondary = "secondary rate limit" in message.lower()
         rate_limited = status == 429 or (
             status == 403 and (exhausted or retry_after is not None or "rate limit" in message.lower())

@@ -192,7 +192,8 @@ class RegistryClient:
         digest = response.headers.get("Docker-Content-Digest", "")
         media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
         length = response.headers.get("Content-Length", "")
-        if not oci.is_digest(digest) or media_type not in oci.MANIFEST_TYPES or not length.isdigit():
+        whole_length = length.isascii() and length.isdigit()  # `²` is a digit to isdigit, not to int()
+        if not oci.is_digest(digest) or media_type not in oci.MANIFEST_TYPES or not whole_length:
             manifest = self.get_manifest(repository, reference)
             return Descriptor(manifest.media_type, manifest.digest, manifest.size)
         if oci.is_digest(reference) and digest != reference:
@@ -434,7 +435,7 @@ class RegistryClient:
     @staticmethod
     def _retry_delay(response: requests.Response, attempt: int) -> float:
         retry_after = response.headers.get("Retry-After", "")
-        if retry_after.isdigit():
+        if retry_after.isascii() and retry_after.isdigit():
             return float(min(int(retry_after), 60))
         return float(min(2**attempt, 30))
 
