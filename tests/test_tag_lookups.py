@@ -141,3 +141,18 @@ def test_nightly_without_a_run_id_is_refused(tmp_path: Path, fake_github: FakeGi
     code, outputs, commands = run_command(tmp_path, fake_github, "schedule", derive.fixture("schedule.json"), capsys)
     assert code == 1 and outputs == {}
     assert [c.properties.get("title") for c in commands if c.name == "error"] == ["No run id"]
+
+
+def test_fork_pr_ambiguous_through_the_api_is_one_error_and_no_outputs(
+    tmp_path: Path, fake_github: FakeGitHub, capsys: Any
+) -> None:
+    # One fork branch opened against two base branches: both PRs have the run's commit as head.
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, derive.FORK_BRANCH, head_sha=HEAD, head_owner="forker", number=42)
+    fake_github.add_pull(REPO, derive.FORK_BRANCH, head_sha=HEAD, head_owner="forker", number=43, base_ref="release")
+    code, outputs, commands = run_command(tmp_path, fake_github, "workflow_run",
+                                          derive.fixture("workflow_run.completed.fork-pr.json"), capsys)  # fmt: skip
+    assert code == 1 and outputs == {}
+    [error] = [c for c in commands if c.name == "error"]
+    assert error.properties.get("title") == "Ambiguous pull request" and "[42, 43]" in error.message
+    assert fake_github.count("GET", operation="pulls/list") == 1  # the branch filter found both: no fallback
