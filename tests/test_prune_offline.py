@@ -106,8 +106,10 @@ def test_snapshot_with_hostile_tags_cannot_inject(tmp_path: Path, capsys: pytest
                 "package_html_url": "p", "updated_at": "2025-01-01T00:00:00Z",
                 "metadata": {"package_type": "container", "container": {"tags": tags}}}  # fmt: skip
 
-    # One expires (a table row), one matches no rule (a newline never matches a glob) and is kept.
-    snapshot.write_text(json.dumps([version(1, ["sha-x|<img src=x>`y`"]), version(2, ["z\n::error::pwned"])]))
+    # Two expire (table rows), one matches no rule (a newline never matches a glob) and is kept.
+    hostile = [version(1, ["sha-x|<img src=x>`y`"]), version(2, ["z\n::error::pwned"]),
+               version(3, ["sha-##[error]legacy![i](http://e/x.png)"])]  # fmt: skip
+    snapshot.write_text(json.dumps(hostile))
     summary = tmp_path / "summary.md"
     env = {"INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW, "GITHUB_STEP_SUMMARY": str(summary),
            "INPUT_PLAN-FILE": str(tmp_path / "plan.json")}  # fmt: skip
@@ -115,9 +117,14 @@ def test_snapshot_with_hostile_tags_cannot_inject(tmp_path: Path, capsys: pytest
     stdout = capsys.readouterr().out
     assert not [c for c in parse_commands(stdout) if c.name == "error"]
     text = summary.read_text()
-    assert "<img" not in text and "&lt;img src=x&gt;'y'" in text and "sha-x\\|" in text
-    assert "\n::error::pwned" not in stdout and "pwned" in stdout
+    rows = [line for line in text.splitlines() if line.startswith("| dry run |")]
+    assert len(rows) == 2 and all(row.count("|") - row.count("\\|") == 6 for row in rows)
+    assert "<img" not in text and "](" not in text and "sha-x\\\\x7c\\\\x3cimg" in text
+    # One physical log line per version; no runner command (`::x::` at a line start, `##[x]` anywhere).
+    assert "##[" not in stdout and "\n::error::pwned" not in stdout and '"z\\x0a\\x3a\\x3aerror' in stdout
+    assert len([line for line in stdout.splitlines() if ", id " in line]) == 3
     assert md_cell("a|b\n<c>`d`") == "a\\|b &lt;c&gt;'d'"
+    assert md_cell("![i](u) *x*") == "!\\[i\\](u) \\*x\\*"
 
 
 def call(env: dict[str, str], tmp_path: Path) -> tuple[int, list[gha.ActionFailure | object], str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from charon_ci import gha, github, registry
 from charon_ci.github import GithubClient
-from charon_ci.prune_model import InUse, PackageVersion
+from charon_ci.prune_model import InUse, PackageVersion, shown
 from charon_ci.prune_report import Outcome
 from charon_ci.prune_sources import (
     DeleteResult,
@@ -205,7 +205,8 @@ class Executor:
 
 
 def _name(decision: Decision) -> str:
-    return f"{','.join(decision.version.tags) or 'untagged'} ({short_digest(decision.version.digest)})"
+    tags = ",".join(shown(tag) for tag in decision.version.tags) or "untagged"
+    return f"{tags} ({short_digest(decision.version.digest)})"
 
 
 # ------------------------------------------------------------------------------------------ GHCR wiring
@@ -255,7 +256,8 @@ class GhcrFreshness:
             if before is None:
                 fresh.append(version)
             elif before.tags != version.tags and version.digest in pending:
-                held[version.digest] = f"its tags changed during the run ({', '.join(version.tags) or 'untagged'})"
+                now_tagged = ", ".join(shown(tag) for tag in version.tags) or "untagged"
+                held[version.digest] = f"its tags changed during the run ({now_tagged})"
         if not fresh:
             return held
         graph = ManifestGraph()

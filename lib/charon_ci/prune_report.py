@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from charon_ci.prune_model import shown
 from charon_ci.reachability import short_digest
 from charon_ci.retention import Decision, Plan, Policy
 
@@ -44,7 +45,7 @@ def human_bytes(count: int | None) -> str:
 
 
 def md_cell(text: str) -> str:
-    """One Markdown table cell: no line breaks, no column breaks, no HTML."""
+    """One Markdown table cell: no line breaks, no column breaks, no HTML, no links, images or emphasis."""
     flat = " ".join(text.split())
     return (
         flat.replace("\\", "\\\\")
@@ -53,11 +54,14 @@ def md_cell(text: str) -> str:
         .replace("<", "&lt;")
         .replace(">", "&gt;")
         .replace("`", "'")
+        .replace("[", "\\[")
+        .replace("]", "\\]")
+        .replace("*", "\\*")
     )
 
 
 def log_line(decision: Decision, action: str) -> str:
-    tags = ",".join(decision.version.tags) or "untagged"
+    tags = ",".join(shown(tag) for tag in decision.version.tags) or "untagged"
     return f"{action} {tags} ({short_digest(decision.version.digest)}, id {decision.version.id}): {decision.summary}"
 
 
@@ -178,7 +182,7 @@ def summary_markdown(
         lines += ["| result | tags | digest | created | why |", "|---|---|---|---|---|"]
         for decision in plan.delete[:rows]:
             version = decision.version
-            tags = ", ".join(version.tags) or "untagged"
+            tags = ", ".join(shown(tag) for tag in version.tags) or "untagged"
             lines.append(
                 f"| {md_cell(status.get(version.digest, 'planned'))} | {md_cell(tags)} "
                 f"| `{md_cell(short_digest(version.digest))}` | {version.created_at:%Y-%m-%d %H:%M} "

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from charon_ci.prune_model import shown
+
 _REFERRER_TAG_RE = re.compile(r"sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?")
 
 
@@ -28,7 +30,7 @@ def referrer_subject(tag: str) -> str | None:
 
 def short_digest(digest: str) -> str:
     algorithm, _, hexpart = digest.partition(":")
-    return f"{algorithm}:{hexpart[:12]}" if hexpart else digest
+    return shown(f"{algorithm}:{hexpart[:12]}" if hexpart else digest)
 
 
 @dataclass(frozen=True, slots=True)

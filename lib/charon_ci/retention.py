@@ -33,7 +33,7 @@ from typing import Any
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
-from charon_ci.prune_model import InUse, PackageVersion
+from charon_ci.prune_model import InUse, PackageVersion, shown
 from charon_ci.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
 
 DEFAULT_RETENTION: tuple[str, ...] = ("pr-*=24h", "feature-*=7d", "sha-*=30d", "nightly-*=7d")
@@ -163,7 +163,10 @@ def parse_timestamp(text: str, input_name: str) -> datetime:
         raise InputError(input_name, accepted, text) from None
     if moment.tzinfo is None:
         raise InputError(input_name, accepted, text)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC time
+        raise InputError(input_name, accepted, text) from None
 
 
 def build_policy(
@@ -191,7 +194,7 @@ class TagVerdict:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.tag} {self.reason}"
+        return f"{shown(self.tag)} {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +481,8 @@ def _kind(version: PackageVersion) -> str:
 
 def _describe(version: PackageVersion | None, digest: str) -> str:
     if version is not None and version.tags:
-        return f"{short_digest(digest)} ({', '.join(version.tags[:3])}{', ...' if len(version.tags) > 3 else ''})"
+        tags = ", ".join(shown(tag) for tag in version.tags[:3])
+        return f"{short_digest(digest)} ({tags}{', ...' if len(version.tags) > 3 else ''})"
     return short_digest(digest)
 
 
