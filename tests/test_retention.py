@@ -150,6 +150,8 @@ def test_timestamps_need_a_zone() -> None:
         parse_timestamp("2026-02-04T03:00:00", "now")
     with pytest.raises(InputError):
         parse_timestamp("yesterday", "now")
+    with pytest.raises(InputError, match="now"):  # before the first representable UTC time
+        parse_timestamp("0001-01-01T00:00:00+14:00", "now")
 
 
 def test_parse_versions_uses_created_at_not_updated_at() -> None:
@@ -177,10 +179,33 @@ def test_parse_versions_reads_the_openapi_example() -> None:
     assert versions and all(v.created_at.tzinfo for v in versions)
 
 
-@pytest.mark.parametrize("junk", [{}, [1], [{"id": 1}], [{"id": "1", "name": "x", "created_at": "2020-01-01T00:00Z"}]])
+def _item(id_: object, name: str, tags: object = None) -> dict[str, object]:
+    container = {"tags": [] if tags is None else tags}
+    return {"id": id_, "name": name, "created_at": "2020-01-01T00:00Z", "metadata": {"container": container}}
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        {},
+        [1],
+        [{"id": 1}],
+        [_item("1", "x")],
+        [_item(True, "x")],
+        [_item(1, "x", "latest")],  # a string, not a list: would become the tags l, a, t, e, s, t
+        [_item(1, "x"), _item(1, "y")],  # one id, two digests: verdicts are kept by id
+        [_item(1, "x"), _item(2, "x")],
+    ],
+)
 def test_parse_versions_junk(junk: object) -> None:
     with pytest.raises(ValueError, match="snap"):
         parse_versions(junk, "snap")
+
+
+def test_parse_versions_merges_a_version_listed_twice() -> None:
+    # Pages fetched while another run deletes can shift and repeat an item.
+    versions = parse_versions([_item(1, "x", ["a"]), _item(2, "y"), _item(1, "x", ["b", "a"])], "snap")
+    assert [(v.id, v.tags) for v in versions] == [(1, ("a", "b")), (2, ())]
 
 
 # ------------------------------------------------------------------------------------------ verdicts

@@ -6,15 +6,38 @@ Shared by the retention core (which judges it) and the edges (which fetch it), s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-__all__ = ["InUse", "PackageVersion", "parse_versions"]
+__all__ = ["InUse", "PackageVersion", "parse_versions", "shown"]
 
 _PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
 _HEX_RE = re.compile(r"[0-9a-f]{7,40}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+# What a tag or digest may hold and still be printed as is; anything else came from a hand-made snapshot
+# or a misbehaving server, and could forge log lines, runner commands (`::x::` at a line start, `##[x]`
+# anywhere) or Markdown in the job summary.
+_PLAIN_TEXT_RE = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def shown(text: str) -> str:
+    """`text` for a log line or the job summary: unchanged when a plain tag or digest, else quoted with
+    every character outside letters, digits and `_ . -` written as a \\x / \\u escape."""
+    if _PLAIN_TEXT_RE.fullmatch(text) or _DIGEST_RE.fullmatch(text):
+        return text
+    escaped = "".join(
+        ch
+        if ch.isascii() and (ch.isalnum() or ch in "_.-")
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
+        if ord(ch) < 0x10000
+        else f"\\U{ord(ch):08x}"
+        for ch in text
+    )
+    return f'"{escaped}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +56,13 @@ def parse_versions(items: Any, source: str) -> list[PackageVersion]:
     Raises ValueError naming `source` and the first item that is not a container package version."""
     if not isinstance(items, list):
         raise ValueError(f"{source}: expected a JSON list of package versions")
-    versions: list[PackageVersion] = []
+    by_id: dict[int, PackageVersion] = {}
+    digests: set[str] = set()
     for position, item in enumerate(items):
         try:
             tags = item.get("metadata", {}).get("container", {}).get("tags", [])
+            if not isinstance(tags, list):
+                raise TypeError("tags is not a list")
             created = datetime.fromisoformat(item["created_at"])
             version = PackageVersion(
                 id=item["id"],
@@ -48,12 +74,24 @@ def parse_versions(items: Any, source: str) -> list[PackageVersion]:
             raise ValueError(f"{source}: item {position} is not a container package version") from None
         if (
             not isinstance(version.id, int)
+            or isinstance(version.id, bool)
             or not isinstance(version.digest, str)
+            or not version.digest
             or not all(isinstance(tag, str) for tag in version.tags)
         ):
             raise ValueError(f"{source}: item {position} is not a container package version")
-        versions.append(version)
-    return versions
+        # Pages listed while another run deletes can repeat a version: merge its tags (judging the union
+        # only ever keeps more). Two versions sharing an id or a digest would mix up their verdicts: refused.
+        earlier = by_id.get(version.id)
+        if earlier is not None and earlier.digest == version.digest:
+            merged = tuple(dict.fromkeys(earlier.tags + version.tags))
+            by_id[version.id] = replace(earlier, tags=merged)
+            continue
+        if earlier is not None or version.digest in digests:
+            raise ValueError(f"{source}: item {position} repeats the id or digest of another version")
+        by_id[version.id] = version
+        digests.add(version.digest)
+    return list(by_id.values())
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,7 @@ class DockerHub:
             path = body.get("next") or None
         self.tags_by_digest = {digest: sorted(names) for digest, names in tags.items()}
         return [
-            PackageVersion(ids[digest] or index, digest, tuple(self.tags_by_digest[digest]), pushed[digest])
+            PackageVersion(ids[digest] or -index, digest, tuple(self.tags_by_digest[digest]), pushed[digest])
             for index, digest in enumerate(sorted(tags), start=1)
         ]
 
