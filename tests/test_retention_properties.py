@@ -78,8 +78,13 @@ def worlds(draw: st.DrawFn) -> World:
                         st.builds(lambda w, s=sha: f"feature-{w}-{s}", st.sampled_from(["dns", "ui"])),
                         st.builds(lambda d: f"nightly-2026-01-{d:02d}", st.integers(1, 28)),
                         st.sampled_from(["latest", "dev", "v1.2.3", "1.2", "v2.0.0-rc.1", "misc", "edge"]),
-                        # a cosign signature is an image manifest pushed after its subject
-                        st.builds(lambda n: f"sha256-{n:064x}.sig", st.integers(0, max(i - 1, 0)))
+                        # a cosign signature / attestation / SBOM, or an OCI fallback referrers tag: an
+                        # image manifest pushed after its subject
+                        st.builds(
+                            lambda n, ext: f"sha256-{n:064x}{ext}",
+                            st.integers(0, max(i - 1, 0)),
+                            st.sampled_from([".sig", ".att", ".sbom", ""]),
+                        )
                         if kinds[i] == "image"
                         else st.just("edge"),
                     ),
@@ -136,8 +141,12 @@ def run_plan(world: World, versions: Sequence[PackageVersion]) -> Plan:
 # ---------------------------------------------------------------------------------- the reference model
 
 
+REFERRER_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})(\.sig|\.att|\.sbom)?")
+
+
 def is_sig(tag: str) -> bool:
-    return tag.startswith("sha256-") and tag.endswith(".sig")
+    """A cosign `.sig`/`.att`/`.sbom` tag or an OCI fallback referrers tag: it names its subject."""
+    return REFERRER_TAG_RE.fullmatch(tag) is not None
 
 
 def tag_must_stay(world: World, version: PackageVersion, tag: str) -> bool:
@@ -152,15 +161,16 @@ def tag_must_stay(world: World, version: PackageVersion, tag: str) -> bool:
 
 
 def closure(world: World, roots: set[str], present: set[str]) -> set[str]:
-    """Everything the true graph reaches from `roots`: children, subject referrers, signature tags."""
+    """Everything the true graph reaches from `roots`: children, subject referrers, referrer tags."""
     referrers: dict[str, set[str]] = {}
     for facts in world.truth.values():
         if facts.subject:
             referrers.setdefault(facts.subject, set()).add(facts.digest)
     for version in world.versions:
         for tag in version.tags:
-            if tag.startswith("sha256-") and tag.endswith(".sig"):
-                referrers.setdefault("sha256:" + tag[7:-4], set()).add(version.digest)
+            match = REFERRER_TAG_RE.fullmatch(tag)
+            if match:
+                referrers.setdefault("sha256:" + match.group(1), set()).add(version.digest)
     seen = set(roots)
     todo = list(roots)
     while todo:
