@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+import yaml
 
 from charon_ci import gha
 from charon_ci.commands import prune
@@ -178,6 +179,19 @@ def test_online_inputs_are_required_before_any_request(tmp_path: Path) -> None:
     assert errors[0].properties["title"] == "Invalid input 'token'"  # type: ignore[attr-defined]
     code, commands, out = call({"INPUT_NOW": NOW, "INPUT_PACKAGE": "charon"}, tmp_path)
     assert code == 1 and "Invalid input 'now'" in out
+
+
+def test_the_github_token_stands_in_for_the_registry_token_on_ghcr_only(tmp_path: Path) -> None:
+    online = {"INPUT_PACKAGE": "charon", "INPUT_OWNER": "wikid82", "GITHUB_REPOSITORY": "wikid82/charon",
+              "INPUT_GITHUB-TOKEN": "ghs_runner_token"}  # fmt: skip
+    assert prune.parse_settings(online).token == "ghs_runner_token"
+    # Docker Hub: a missing access token is an input error, never the GitHub token sent to hub.docker.com.
+    code, commands, _out = call({**online, "INPUT_REGISTRY": "dockerhub"}, tmp_path)
+    errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
+    assert code == 1 and len(errors) == 1
+    assert errors[0].properties["title"] == "Invalid input 'token'"  # type: ignore[attr-defined]
+    action = yaml.safe_load((ACTION / "action.yml").read_text())
+    assert action["inputs"]["token"]["default"] == "", "a github.token default would reach Docker Hub"
 
 
 def test_help_and_arguments() -> None:

@@ -106,8 +106,10 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
     repository = inputs.text("repository", env.get("GITHUB_REPOSITORY", ""))
     if repository and not _REPOSITORY_RE.fullmatch(repository):
         raise gha.InputError("repository", "owner/name of the repository whose PRs and runs use the images", repository)
-    token = inputs.text("token", env.get("GITHUB_TOKEN", "") if registry == "ghcr" else "")
-    github_token = inputs.text("github-token", env.get("GITHUB_TOKEN", "") or (token if registry == "ghcr" else ""))
+    # The GitHub token stands in for the registry token only on GHCR: it must never be sent to Docker Hub.
+    github_token_input = inputs.text("github-token", env.get("GITHUB_TOKEN", ""))
+    token = inputs.text("token", github_token_input if registry == "ghcr" else "")
+    github_token = github_token_input or (token if registry == "ghcr" else "")
     username = inputs.text("username", owner if registry == "dockerhub" else env.get("GITHUB_ACTOR", "") or owner)
     api_url = inputs.text("github-api-url", env.get("GITHUB_API_URL", "") or "https://api.github.com")
     if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~/-]*)?", api_url):
