@@ -114,8 +114,9 @@ def test_glob_is_whole_tag_and_explicit() -> None:
 @pytest.mark.parametrize("line", ["pr-*", "=24h", "pr-[0-9]*=24h", "pr-*=24", "pr-* 24h", "a/b=1h", "pr-*=1y"])
 def test_retention_junk_is_refused(line: str) -> None:
     with pytest.raises(InputError) as caught:
-        parse_retention([line])
+        parse_retention(["feature-*=7d", line])
     assert caught.value.name == "retention"
+    assert caught.value.value == line  # the whole offending line, not only its duration
 
 
 def test_retention_duplicates_refused_comments_allowed() -> None:

@@ -128,7 +128,11 @@ def parse_retention(lines: Sequence[str], input_name: str = "retention") -> tupl
         if pattern in seen:
             raise InputError(input_name, accepted + "; each pattern once", line)
         seen.add(pattern)
-        rules.append(RetentionRule(pattern, parse_duration(duration, input_name)))
+        try:
+            lifetime = parse_duration(duration, input_name)
+        except InputError as exc:  # name the whole line, not just its duration: there may be many lines
+            raise InputError(input_name, f"{accepted}; duration {exc.accepted}", line) from None
+        rules.append(RetentionRule(pattern, lifetime))
     return tuple(rules)
 
 
