@@ -230,7 +230,8 @@ def report(
     env: Mapping[str, str],
     sizes: Mapping[str, int] | None = None,
 ) -> int:
-    """Log, plan file, summary, outputs. Returns the exit code (1 when deletions failed)."""
+    """Log, plan file, summary, outputs. Returns 0: refused deletions are reported outcomes (warnings and
+    failed-count), and only a stop a person must fix (`Outcome.fatal`) fails the step, decided by the caller."""
     package = settings.package or (settings.snapshot.name if settings.snapshot else "")
     document = plan_document(
         result,
