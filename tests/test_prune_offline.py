@@ -148,6 +148,7 @@ BAD_INPUTS = [
     ({"INPUT_DRY-RUN": "false"}, "dry-run"),
     ({"INPUT_SNAPSHOT": "/nonexistent/snapshot.json"}, "snapshot"),
     ({"INPUT_SNAPSHOT": "__NOT_A_LIST__"}, "snapshot"),
+    ({"INPUT_SNAPSHOT": "__TOO_DEEP__"}, "snapshot"),
     ({"INPUT_OWNER": "not a login"}, "owner"),
     ({"INPUT_PACKAGE": "Charon"}, "package"),
 ]
@@ -157,12 +158,15 @@ BAD_INPUTS = [
 def test_bad_input_one_error_nothing_written(bad: dict[str, str], name: str, tmp_path: Path) -> None:
     not_a_list = tmp_path / "object.json"
     not_a_list.write_text('{"versions": []}')
+    too_deep = tmp_path / "deep.json"
+    too_deep.write_text("[" * 100_000 + "]" * 100_000)
     plan_file = tmp_path / "plan.json"
     outputs = tmp_path / "outputs"
     outputs.write_text("")
     env = {"INPUT_SNAPSHOT": str(SNAPSHOT), "INPUT_NOW": NOW, "INPUT_PLAN-FILE": str(plan_file),
            "GITHUB_OUTPUT": str(outputs)}  # fmt: skip
-    env.update({k: v.replace("__NOT_A_LIST__", str(not_a_list)) for k, v in bad.items()})
+    env.update({k: v.replace("__NOT_A_LIST__", str(not_a_list)).replace("__TOO_DEEP__", str(too_deep))
+                for k, v in bad.items()})  # fmt: skip
     code, commands, out = call(env, tmp_path)
     errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
     assert code == 1

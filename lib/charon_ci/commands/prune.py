@@ -171,6 +171,8 @@ def load_snapshot(path: Path) -> list[PackageVersion]:
         return parse_versions(_json_lists(data.decode("utf-8")), "snapshot")
     except ValueError as exc:
         raise gha.InputError("snapshot", f"{accepted} ({exc})", str(path)) from None
+    except RecursionError:  # arrays nested thousands deep: not a versions list either
+        raise gha.InputError("snapshot", f"{accepted} (nested too deeply)", str(path)) from None
 
 
 def _json_lists(text: str) -> list[object]:
