@@ -180,6 +180,13 @@ def test_info_defuses_lines_that_look_like_commands(capsys: pytest.CaptureFixtur
     assert len(lines) == 4
 
 
+def test_info_defuses_the_old_command_form_anywhere_in_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    gha.info("tag x##[error]forged and ##[set-output name=a;]b")
+    out = capsys.readouterr().out
+    assert "##[" not in out
+    assert out.replace("\u200b", "") == "tag x##[error]forged and ##[set-output name=a;]b\n"
+
+
 # --- outputs --------------------------------------------------------------------------------------------
 
 DELIMITER_RE = re.compile(r"^ghadelimiter_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

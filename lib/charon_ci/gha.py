@@ -154,13 +154,14 @@ def notice(message: str, *, title: str | None = None, file: str | None = None, l
 
 
 def info(message: str) -> None:
-    """A plain log line. Each physical line that could be read as a workflow command is defused.
+    """A plain log line. Text that the runner could read as a workflow command is defused.
 
-    The runner treats any line beginning with `::` (after leading spaces) as a command, so such lines
-    get a zero-width prefix that is invisible in the log but breaks the match.
+    The runner treats a line beginning with `::` (after leading spaces) as a command, and still parses the
+    old `##[command]` form anywhere in a line; a zero-width space, invisible in the log, breaks both.
     """
     out = _stdout()
     for part in message.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        part = part.replace("##[", "##\u200b[")
         if part.lstrip().startswith("::"):
             part = "\u200b" + part
         out.write(part + "\n")
