@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from charon_ci import gha
+from tests.support.composite import parse_file_command
 
 # --- inputs --------------------------------------------------------------------------------------------
 
@@ -192,30 +193,6 @@ def test_info_defuses_the_old_command_form_anywhere_in_a_line(capsys: pytest.Cap
 DELIMITER_RE = re.compile(r"^ghadelimiter_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def parse_output_file(text: str) -> dict[str, str]:
-    """Reads GITHUB_OUTPUT as the runner does (name<<delimiter ... delimiter, or name=value)."""
-    values: dict[str, str] = {}
-    lines = text.split("\n")
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        index += 1
-        if not line:
-            continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delimiter = line.split("<<", 1)
-            body: list[str] = []
-            while lines[index] != delimiter:
-                body.append(lines[index])
-                index += 1
-            index += 1
-            values[name] = "\n".join(body)
-        else:
-            name, value = line.split("=", 1)
-            values[name] = value
-    return values
-
-
 def test_outputs_are_written_in_one_go_with_a_random_delimiter(tmp_path: Path) -> None:
     output_file = tmp_path / "output"
     output_file.write_text("")
@@ -228,7 +205,7 @@ def test_outputs_are_written_in_one_go_with_a_random_delimiter(tmp_path: Path) -
     header = text.splitlines()[0]
     assert header.startswith("my out<<")
     assert DELIMITER_RE.match(header.split("<<", 1)[1])
-    assert parse_output_file(text) == {"my out": "value\nwith lines", "empty": ""}
+    assert parse_file_command(text) == {"my out": "value\nwith lines", "empty": ""}
 
 
 def test_outputs_use_a_new_delimiter_each_time() -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from charon_ci import gha, github, registry
 from charon_ci.github import GithubClient
 from charon_ci.prune_model import InUse, PackageVersion, shown
-from charon_ci.prune_report import Outcome
+from charon_ci.prune_report import Outcome, log_plan
 from charon_ci.prune_sources import (
     DeleteResult,
     DockerHub,
@@ -380,9 +380,7 @@ def run_online(
         sized_graph, complete = ManifestGraph(), False
         stats.list_requests = hub.requests
 
-    from charon_ci.commands.prune import log_plan
-
-    log_plan(settings, result)
+    log_plan(result, settings.dry_run)
     if graph is not None:
         gha.info(
             f"read {stats.manifest_reads} manifests to plan and {stats.size_reads} more to measure sizes"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from charon_ci import gha
 from charon_ci.prune_model import shown
 from charon_ci.reachability import short_digest
 from charon_ci.retention import Decision, Plan, Policy
@@ -215,9 +216,12 @@ def _status_by_digest(outcome: Outcome, dry_run: bool) -> dict[str, str]:
     return status
 
 
-def log_decisions(decisions: Iterable[Decision], action: str) -> list[str]:
-    return [log_line(d, action) for d in decisions]
-
-
-def top_level_counts(plan: Plan, outcome: Outcome) -> Sequence[tuple[str, int]]:
-    return list(counts(plan, outcome).items())
+def log_plan(result: Plan, dry_run: bool) -> None:
+    """One line per version, naming the tag that decided and why; before anything is deleted."""
+    with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
+        for decision in result.delete:
+            gha.info(log_line(decision, "would delete" if dry_run else "to delete"))
+        for decision in result.keep:
+            gha.info(log_line(decision, "keep"))
+    for note in result.notes:
+        gha.notice(note, title="charon-ci prune")

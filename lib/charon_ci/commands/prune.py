@@ -21,7 +21,7 @@ from pathlib import Path
 
 from charon_ci import gha
 from charon_ci.prune_model import InUse, PackageVersion, parse_versions
-from charon_ci.prune_report import Outcome, log_line, plan_document, plan_json, summary_markdown
+from charon_ci.prune_report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
 from charon_ci.retention import Plan, Policy, build_policy, parse_timestamp, plan
 
 HELP = """usage: charon-ci prune
@@ -214,17 +214,6 @@ def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
     return str(target)
 
 
-def log_plan(settings: PruneSettings, result: Plan) -> None:
-    """One line per version, naming the tag that decided and why; before anything is deleted."""
-    with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
-        for decision in result.delete:
-            gha.info(log_line(decision, "would delete" if settings.dry_run else "to delete"))
-        for decision in result.keep:
-            gha.info(log_line(decision, "keep"))
-    for note in result.notes:
-        gha.notice(note, title="charon-ci prune")
-
-
 def report(
     settings: PruneSettings,
     result: Plan,
@@ -282,7 +271,7 @@ def run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str])
     started = time.process_time()
     result = plan(versions, settings.policy, InUse(checked=False), now, None)
     gha.debug(f"planned {len(versions)} versions in {time.process_time() - started:.3f} s CPU")
-    log_plan(settings, result)
+    log_plan(result, settings.dry_run)
     outcome = Outcome(remaining=list(result.delete))
     return report(settings, result, outcome, env)
 
