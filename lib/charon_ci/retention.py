@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -582,9 +582,3 @@ def plan_with_reads(
         graph = graph.with_facts(facts, {**failed, **missing})
         current = plan(versions, policy, in_use, now, graph)
     return current, graph
-
-
-def replan_after(plan_: Plan, versions: Iterable[PackageVersion]) -> list[PackageVersion]:
-    """The versions left once everything in `plan_` is deleted (for idempotency checks and the summary)."""
-    gone = plan_.delete_digests
-    return [v for v in versions if v.digest not in gone]
