@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 # subcommand -> (module that defines `run(argv) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "tag": ("charon_ci.commands.tag", "compute the immutable image tags and OCI labels for this event"),
-    "pull-image": ("charon_ci.commands.pull_image", "pull the built image, falling back to its artifact"),
-    "prune": ("charon_ci.commands.prune", "plan and apply a registry retention policy"),
-    "metrics": ("charon_ci.commands.metrics", "measure build and test pipeline statistics"),
+    "tag": ("charon_ci.tag.command", "compute the immutable image tags and OCI labels for this event"),
+    "pull-image": ("charon_ci.pull.command", "pull the built image, falling back to its artifact"),
+    "prune": ("charon_ci.prune.command", "plan and apply a registry retention policy"),
+    "metrics": ("charon_ci.metrics.command", "measure build and test pipeline statistics"),
 }
 
 USAGE = "usage: charon-ci {" + ",".join(COMMANDS) + "} [options]\n"

@@ -15,7 +15,7 @@ import json
 import re
 
 from charon_ci.records import Record
-from charon_ci.tagging import TagError, validate_sha
+from charon_ci.tag.tagging import TagError, validate_sha
 
 # `typing` costs about 3 ms to import and this module is on `charon-ci tag`'s start-up path.
 TYPE_CHECKING = False
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from charon_ci.tagging import RefType
+    from charon_ci.tag.tagging import RefType
 
 __all__ = [
     "SUPPORTED_EVENTS",
@@ -97,7 +97,7 @@ class RefBuild(Record):
 
 class NightlyBuild(Record):
     """A nightly build. Its date is the UTC date of the run's `created_at` (kept across re-runs); the build
-    itself has no run timestamp in its payload, so it looks its own run up by `run_id` (see commands.tag).
+    itself has no run timestamp in its payload, so it looks its own run up by `run_id` (see tag.command).
     """
 
     __slots__ = ("created_at", "run_id", "sha")

@@ -1,4 +1,4 @@
-"""Event payloads into build contexts (charon_ci.events), on the real webhook examples and fixtures
+"""Event payloads into build contexts (charon_ci.tag.events), on the real webhook examples and fixtures
 derived from them; and the fixtures' validity against the webhook schema."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from charon_ci import events
-from charon_ci.events import NightlyBuild, PullLookup, PullRequestBuild, RefBuild
-from charon_ci.tagging import TagError
+from charon_ci.tag import events
+from charon_ci.tag.events import NightlyBuild, PullLookup, PullRequestBuild, RefBuild
+from charon_ci.tag.tagging import TagError
 from tests.fixtures.events import derive
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from charon_ci.prune_model import shown
+from charon_ci.prune.model import shown
 
 _REFERRER_TAG_RE = re.compile(r"sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?")
 

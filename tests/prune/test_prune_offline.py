@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from charon_ci import gha
-from charon_ci.commands import prune
-from charon_ci.prune_report import md_cell
+from charon_ci.prune import command as prune
+from charon_ci.prune.report import md_cell
 from tests.support.composite import ActionRunner, parse_commands
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action-prune"
 SNAPSHOT = ROOT / "examples" / "registry-snapshot.json"
 VENV_BIN = ROOT / ".venv" / "bin"

@@ -33,8 +33,8 @@ from typing import Any
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
-from charon_ci.prune_model import InUse, PackageVersion, shown
-from charon_ci.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
+from charon_ci.prune.model import InUse, PackageVersion, shown
+from charon_ci.prune.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
 
 DEFAULT_RETENTION: tuple[str, ...] = ("pr-*=24h", "feature-*=7d", "sha-*=30d", "nightly-*=7d")
 DEFAULT_PROTECT: tuple[str, ...] = (

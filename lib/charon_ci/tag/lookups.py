@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from charon_ci import gha
-from charon_ci.events import PullLookup
+from charon_ci.tag.events import PullLookup
 
 if TYPE_CHECKING:
     from charon_ci.github import GithubClient

@@ -1,4 +1,4 @@
-"""Where a prune run's facts come from, and where its deletions go: the I/O edge of charon_ci.retention.
+"""Where a prune run's facts come from, and where its deletions go: the I/O edge of charon_ci.prune.policy.
 
 - GHCR package versions (list, delete) through the GitHub REST client, for an organization or a user;
 - in-use facts: the repository's open pull requests and its queued / in-progress workflow runs;
@@ -20,8 +20,8 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from charon_ci import gha, github, oci, registry
-from charon_ci.prune_model import InUse, PackageVersion, parse_versions
-from charon_ci.reachability import ChildRef, ManifestFacts
+from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.reachability import ChildRef, ManifestFacts
 
 # Workflow-run states in which a run may still pull an image (everything before `completed`).
 ACTIVE_RUN_STATES = ("in_progress", "queued", "waiting", "requested", "pending")

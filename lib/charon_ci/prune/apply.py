@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from charon_ci import gha, github, registry
 from charon_ci.github import GithubClient
-from charon_ci.prune_model import InUse, PackageVersion, shown
-from charon_ci.prune_report import Outcome, log_plan
-from charon_ci.prune_sources import (
+from charon_ci.prune.model import InUse, PackageVersion, shown
+from charon_ci.prune.policy import Decision, Plan, plan, plan_with_reads
+from charon_ci.prune.reachability import ManifestFacts, ManifestGraph, short_digest
+from charon_ci.prune.report import Outcome, log_plan
+from charon_ci.prune.sources import (
     DeleteResult,
     DockerHub,
     GhcrPackage,
@@ -36,11 +38,9 @@ from charon_ci.prune_sources import (
     bytes_freed,
     owner_type_from_event,
 )
-from charon_ci.reachability import ManifestFacts, ManifestGraph, short_digest
-from charon_ci.retention import Decision, Plan, plan, plan_with_reads
 
 if TYPE_CHECKING:
-    from charon_ci.commands.prune import PruneSettings
+    from charon_ci.prune.settings import PruneSettings
 
 Reporter = Callable[["PruneSettings", Plan, Outcome, Mapping[str, str]], int]
 

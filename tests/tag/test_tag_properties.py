@@ -7,8 +7,8 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from charon_ci import tagging
-from charon_ci.tagging import Kind, TagError
+from charon_ci.tag import tagging
+from charon_ci.tag.tagging import Kind, TagError
 
 shas = st.text(alphabet="0123456789abcdef", min_size=40, max_size=40)
 # Any code point, lone surrogates included (JSON can carry them), and lengths far past the 128 limit.

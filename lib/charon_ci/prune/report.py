@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charon_ci import gha
-from charon_ci.prune_model import shown
-from charon_ci.reachability import short_digest
-from charon_ci.retention import Decision, Plan, Policy
+from charon_ci.prune.model import shown
+from charon_ci.prune.policy import Decision, Plan, Policy
+from charon_ci.prune.reachability import short_digest
 
 SUMMARY_ROWS = 200  # the job summary is capped at 1 MiB; the plan file has everything
 

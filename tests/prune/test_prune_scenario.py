@@ -19,7 +19,7 @@ from tests.support.images import ImageFactory, pull
 from tests.support.prune_world import World, action_inputs, build_charon_world
 from tests.support.services import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / "action-prune"
 # What the image's entrypoint execs (docker/prune-entrypoint.sh checks file permissions, then runs this).
 ENTRYPOINT = [str(ROOT / ".venv" / "bin" / "charon-ci"), "prune"]

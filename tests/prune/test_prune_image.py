@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "prune.Dockerfile"
 ENTRYPOINT = REPO_ROOT / "docker" / "prune-entrypoint.sh"
 ACTION_YML = REPO_ROOT / "action-prune" / "action.yml"

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from charon_ci import event_lookups, gha
-from charon_ci.commands import tag
-from charon_ci.events import PullLookup
+from charon_ci import gha
 from charon_ci.github import GithubClient
+from charon_ci.tag import command as tag
+from charon_ci.tag import lookups
+from charon_ci.tag.events import PullLookup
 from tests.fixtures.events import derive
 from tests.support.composite import parse_commands, parse_file_command
 from tests.support.fakegithub import FakeGitHub
@@ -26,19 +27,19 @@ def pull(number: int, sha: str, *, state: str = "open", owner: str = "forker") -
 
 
 def test_choose_pull_request() -> None:
-    assert event_lookups.choose_pull_request([], HEAD) is None
-    assert event_lookups.choose_pull_request([pull(1, "e" * 40), pull(2, HEAD)], HEAD) == 2
-    assert event_lookups.choose_pull_request([pull(1, HEAD, state="closed"), pull(2, HEAD)], HEAD) == 2
-    assert event_lookups.choose_pull_request([pull(1, HEAD, owner="x"), pull(2, HEAD)], HEAD, "forker") == 2
-    assert event_lookups.choose_pull_request([pull(3, HEAD.upper())], HEAD) == 3
+    assert lookups.choose_pull_request([], HEAD) is None
+    assert lookups.choose_pull_request([pull(1, "e" * 40), pull(2, HEAD)], HEAD) == 2
+    assert lookups.choose_pull_request([pull(1, HEAD, state="closed"), pull(2, HEAD)], HEAD) == 2
+    assert lookups.choose_pull_request([pull(1, HEAD, owner="x"), pull(2, HEAD)], HEAD, "forker") == 2
+    assert lookups.choose_pull_request([pull(3, HEAD.upper())], HEAD) == 3
     # Junk from the API is skipped, never trusted.
     assert (
-        event_lookups.choose_pull_request([{"number": "4", "head": {"sha": HEAD}}, None, pull(0, HEAD)], HEAD) is None
+        lookups.choose_pull_request([{"number": "4", "head": {"sha": HEAD}}, None, pull(0, HEAD)], HEAD) is None
     )
     with pytest.raises(gha.ActionFailure, match=r"pull requests \[1, 2\]"):
-        event_lookups.choose_pull_request([pull(1, HEAD), pull(2, HEAD)], HEAD)
+        lookups.choose_pull_request([pull(1, HEAD), pull(2, HEAD)], HEAD)
     with pytest.raises(gha.ActionFailure, match="refusing to guess"):
-        event_lookups.choose_pull_request([pull(1, HEAD, state="closed"), pull(2, HEAD, state="closed")], HEAD)
+        lookups.choose_pull_request([pull(1, HEAD, state="closed"), pull(2, HEAD, state="closed")], HEAD)
 
 
 def client(gh: FakeGitHub) -> GithubClient:
@@ -51,7 +52,7 @@ def test_fork_pr_found_by_head_branch_with_state_all(fake_github: FakeGitHub) ->
     fake_github.add_pull(REPO, "feature/dns", head_sha=HEAD, head_owner="someone-else", number=41)
     fake_github.add_pull(REPO, derive.FORK_BRANCH, head_sha=HEAD, head_owner="forker", number=42)
     with client(fake_github) as api:
-        assert event_lookups.find_pull_request(api, LOOKUP) == 42
+        assert lookups.find_pull_request(api, LOOKUP) == 42
     [call] = fake_github.calls("GET", operation="pulls/list")
     assert call.query["head"] == ["forker:feature/dns"] and call.query["state"] == ["all"]
 
@@ -60,7 +61,7 @@ def test_fork_pr_found_among_open_prs_when_the_branch_filter_finds_none(fake_git
     fake_github.add_repo(REPO)
     fake_github.add_pull(REPO, "renamed", head_sha=HEAD, head_owner="forker", number=43)
     with client(fake_github) as api:
-        assert event_lookups.find_pull_request(api, LOOKUP) == 43
+        assert lookups.find_pull_request(api, LOOKUP) == 43
     assert [c.query.get("state") for c in fake_github.calls("GET", operation="pulls/list")] == [["all"], ["open"]]
 
 
@@ -68,22 +69,22 @@ def test_pr_whose_head_moved_on_is_not_guessed(fake_github: FakeGitHub) -> None:
     fake_github.add_repo(REPO)
     fake_github.add_pull(REPO, derive.FORK_BRANCH, head_sha="2" * 40, head_owner="forker", number=42)
     with client(fake_github) as api, pytest.raises(gha.ActionFailure, match="No pull request of octo-org/octo-repo"):
-        event_lookups.find_pull_request(api, LOOKUP)
+        lookups.find_pull_request(api, LOOKUP)
 
 
 def test_refused_lookup_names_the_permission(fake_github: FakeGitHub) -> None:
     fake_github.add_repo(REPO, private=True)
     anonymous = GithubClient("", api_url=fake_github.url, sleep=lambda _s: None)
     with anonymous as api, pytest.raises(gha.ActionFailure, match="pull-requests: read"):
-        event_lookups.find_pull_request(api, LOOKUP)
+        lookups.find_pull_request(api, LOOKUP)
 
 
 def test_run_created_at(fake_github: FakeGitHub) -> None:
     run = fake_github.add_run(REPO, "build.yml", event="schedule", created_at="2026-02-04T23:59:58Z")
     with client(fake_github) as api:
-        assert event_lookups.run_created_at(api, REPO, run.id) == "2026-02-04T23:59:58Z"
+        assert lookups.run_created_at(api, REPO, run.id) == "2026-02-04T23:59:58Z"
         with pytest.raises(gha.ActionFailure, match="actions: read"):
-            event_lookups.run_created_at(api, REPO, run.id + 1000)
+            lookups.run_created_at(api, REPO, run.id + 1000)
 
 
 # --- through the command ------------------------------------------------------------------------------------

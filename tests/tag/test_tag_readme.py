@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from charon_ci.commands.tag import TagResult
-from charon_ci.tagging import Kind, TagSet
+from charon_ci.tag.command import TagResult
+from charon_ci.tag.tagging import Kind, TagSet
 
-ACTION_DIR = Path(__file__).resolve().parents[1] / "action-tag"
+ACTION_DIR = Path(__file__).resolve().parents[2] / "action-tag"
 
 
 def table_rows(readme: str, heading: str) -> dict[str, list[str]]:

@@ -9,9 +9,8 @@ import pytest
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
-from charon_ci.prune_model import InUse, PackageVersion, parse_versions
-from charon_ci.reachability import ChildRef, ManifestFacts, ManifestGraph, referrer_subject
-from charon_ci.retention import (
+from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.policy import (
     DEFAULT_PROTECT,
     build_policy,
     parse_keep_last,
@@ -21,6 +20,7 @@ from charon_ci.retention import (
     plan,
     plan_with_reads,
 )
+from charon_ci.prune.reachability import ChildRef, ManifestFacts, ManifestGraph, referrer_subject
 from tests.support.shared import OPENAPI_SUBSET as OPENAPI
 
 NOW = datetime(2026, 2, 4, 3, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@
 Reads every input first (a bad one stops the run before any request), then:
 - offline (`snapshot` set): plans from the snapshot file as of `now`; no network at all;
 - online: lists the versions, looks up what is in use, reads the manifests the plan asks for, plans, and
-  unless `dry-run` deletes oldest first within the rate budget (charon_ci.prune_apply).
+  unless `dry-run` deletes oldest first within the rate budget (charon_ci.prune.apply).
 Always writes the plan file, one log line per version, the job summary and the outputs.
 """
 
@@ -15,14 +15,14 @@ import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from charon_ci import gha
-from charon_ci.prune_model import InUse, PackageVersion, parse_versions
-from charon_ci.prune_report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
-from charon_ci.retention import Plan, Policy, build_policy, parse_timestamp, plan
+from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.policy import Plan, build_policy, parse_timestamp, plan
+from charon_ci.prune.report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
+from charon_ci.prune.settings import PruneSettings
 
 HELP = """usage: charon-ci prune
 
@@ -41,32 +41,6 @@ _GHCR_PACKAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]|/(?=[a-z0-9]))*")
 _HUB_REPOSITORY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]){0,254}")
 _REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class PruneSettings:
-    policy: Policy
-    dry_run: bool
-    registry: str
-    package: str
-    owner: str
-    token: str
-    github_token: str
-    username: str
-    github_api_url: str
-    repository: str
-    snapshot: Path | None
-    now: datetime | None
-    plan_file: Path
-    registry_host: str = ""
-    dockerhub_api_url: str = "https://hub.docker.com"
-
-    def __repr__(self) -> str:  # never show tokens
-        return f"PruneSettings(registry={self.registry!r}, package={self.package!r}, owner={self.owner!r})"
-
-    @property
-    def offline(self) -> bool:
-        return self.snapshot is not None
 
 
 def parse_settings(env: Mapping[str, str]) -> PruneSettings:
@@ -280,7 +254,7 @@ def main(env: Mapping[str, str]) -> int:
     settings = parse_settings(env)
     if settings.snapshot is not None:
         return run_offline(settings, settings.snapshot, env)
-    from charon_ci.prune_apply import run_online
+    from charon_ci.prune.apply import run_online
 
     return run_online(settings, env, report)
 

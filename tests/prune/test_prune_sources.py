@@ -10,11 +10,11 @@ import pytest
 
 from charon_ci import oci, registry
 from charon_ci.github import GithubClient
-from charon_ci.prune_apply import GhcrFreshness, measured_bytes
-from charon_ci.prune_model import InUse
-from charon_ci.prune_sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
-from charon_ci.reachability import ManifestFacts, ManifestGraph
-from charon_ci.retention import Decision, build_policy, plan
+from charon_ci.prune.apply import GhcrFreshness, measured_bytes
+from charon_ci.prune.model import InUse
+from charon_ci.prune.policy import Decision, build_policy, plan
+from charon_ci.prune.reachability import ManifestFacts, ManifestGraph
+from charon_ci.prune.sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
 from tests.support.fakegithub import FakeGitHub
 from tests.support.images import ImageFactory, canonical_json
 from tests.support.prune_world import OWNER, build_charon_world

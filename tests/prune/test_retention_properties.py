@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from charon_ci.prune_model import InUse, PackageVersion
-from charon_ci.reachability import ChildRef, ManifestFacts, ManifestGraph
-from charon_ci.retention import ACTIVE_RUN_BUFFER, Plan, Policy, build_policy, plan, plan_with_reads
+from charon_ci.prune.model import InUse, PackageVersion
+from charon_ci.prune.policy import ACTIVE_RUN_BUFFER, Plan, Policy, build_policy, plan, plan_with_reads
+from charon_ci.prune.reachability import ChildRef, ManifestFacts, ManifestGraph
 
 NOW = datetime(2026, 2, 4, 3, 0, tzinfo=UTC)
 SHAS = [f"{n:07x}" + "e" * 33 for n in range(0xABC1230, 0xABC1236)]

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from charon_ci import tagging
-from charon_ci.tagging import Kind, TagError
+from charon_ci.tag import tagging
+from charon_ci.tag.tagging import Kind, TagError
 
 SHA = "abc1234def5678901234567890abcdef12345678"
 

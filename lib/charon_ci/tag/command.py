@@ -1,8 +1,8 @@
 """`charon-ci tag`: the immutable image tags and OCI labels for this event (action-tag).
 
-Reads the inputs once into `TagInputs`, the event into a `BuildContext` (charon_ci.events), asks the API
+Reads the inputs once into `TagInputs`, the event into a `BuildContext` (charon_ci.tag.events), asks the API
 only for what a payload leaves out (a fork's PR number, a nightly run's date), lets the taxonomy decide
-(charon_ci.tagging) and writes every output in one go. Without GITHUB_OUTPUT it prints them as JSON.
+(charon_ci.tag.tagging) and writes every output in one go. Without GITHUB_OUTPUT it prints them as JSON.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import re
 import sys
 import time
 
-from charon_ci import events, gha, tagging
-from charon_ci.events import BuildContext, NightlyBuild, PullRequestBuild, RefBuild
+from charon_ci import gha
 from charon_ci.records import Record
-from charon_ci.tagging import Kind, TagError, TagSet
+from charon_ci.tag import events, tagging
+from charon_ci.tag.events import BuildContext, NightlyBuild, PullRequestBuild, RefBuild
+from charon_ci.tag.tagging import Kind, TagError, TagSet
 
 # Typing-only: collections.abc and typing cost milliseconds at start-up.
 TYPE_CHECKING = False
@@ -141,11 +142,12 @@ def resolve(context: BuildContext, inputs: TagInputs, env: Mapping[str, str]) ->
     needs_date = isinstance(build, NightlyBuild) and build.created_at is None
     if not (needs_pull or needs_date):
         return context
-    from charon_ci import event_lookups, github
+    from charon_ci import github
+    from charon_ci.tag import lookups
 
     with github.GithubClient.from_env(env, token=inputs.github_token) as client:
         if isinstance(build, PullRequestBuild) and build.lookup is not None:
-            number = event_lookups.find_pull_request(client, build.lookup)
+            number = lookups.find_pull_request(client, build.lookup)
             gha.info(f"Found pull request #{number} for fork commit {build.head_sha[:7]} through the API.")
             return context.replace(build=build.replace(number=number))
         if isinstance(build, NightlyBuild):
@@ -155,7 +157,7 @@ def resolve(context: BuildContext, inputs: TagInputs, env: Mapping[str, str]) ->
                     "Nightly tags are dated by the run's created_at, read through the API by GITHUB_RUN_ID, "
                     "which is not set.",
                 )
-            created = event_lookups.run_created_at(client, context.repository, build.run_id)
+            created = lookups.run_created_at(client, context.repository, build.run_id)
             return context.replace(build=build.replace(created_at=created))
     raise ValueError("a pull request build without a number has no lookup")
 

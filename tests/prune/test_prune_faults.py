@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from charon_ci import gha
-from charon_ci.commands.prune import parse_settings, report
 from charon_ci.github import GithubClient
-from charon_ci.prune_apply import Executor, OnlineStats, Pacer, Runtime, run_online
-from charon_ci.prune_model import InUse, PackageVersion
-from charon_ci.prune_sources import DeleteResult, GhcrPackage
-from charon_ci.retention import build_policy, plan
+from charon_ci.prune.apply import Executor, OnlineStats, Pacer, Runtime, run_online
+from charon_ci.prune.command import parse_settings, report
+from charon_ci.prune.model import InUse, PackageVersion
+from charon_ci.prune.policy import build_policy, plan
+from charon_ci.prune.sources import DeleteResult, GhcrPackage
 from tests.support.composite import parse_commands, parse_file_command
 from tests.support.fakegithub import Clock, FakeGitHub
 from tests.support.fakegithub.fixtures import serve_fake_github

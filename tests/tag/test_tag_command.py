@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from charon_ci.commands import tag
+from charon_ci.tag import command as tag
 from tests.fixtures.events import derive
 from tests.support.composite import parse_commands, parse_file_command
 

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from charon_ci import gha
-from charon_ci.commands.prune import parse_settings, report
-from charon_ci.prune_apply import Runtime, run_online
-from charon_ci.prune_sources import DockerHub, HubError
+from charon_ci.prune.apply import Runtime, run_online
+from charon_ci.prune.command import parse_settings, report
+from charon_ci.prune.sources import DockerHub, HubError
 from tests.support.composite import parse_commands, parse_file_command
 from tests.support.fakegithub import FakeGitHub
 

@@ -1,1 +1,0 @@
-"""One module per charon-ci command: each parses its inputs once and calls the cores."""

@@ -1,0 +1,1 @@
+"""action-tag: immutable image tags and OCI labels for a build event."""
