@@ -54,7 +54,8 @@ def populate(gh: FakeGitHub) -> dict[str, Any]:
     gh.add_job(run, "self-hosted", labels=["self-hosted", "linux"], status="in_progress")
     fork_run = gh.add_run(repo, build, event="pull_request", head_branch="patch-1", head_sha=fork_pull.head_sha,
                           head_repo="contributor/charon", pull_requests=[fork_pull])
-    artifact = gh.add_artifact(run, "charon-image", files={"image.tar": b"\0" * 1000})
+    # Made now: an artifact of the May 2024 run would have expired by the fake's (real-time) clock.
+    artifact = gh.add_artifact(run, "charon-image", files={"image.tar": b"\0" * 1000}, created_at=gh.clock.now())
     org_package = gh.add_package("wikid82-org", "charon/web", visibility="public", repository=repo)
     org_package.add_version("sha256:" + "a" * 64, ["latest", "v1.0.0"])
     org_version = org_package.add_version("sha256:" + "b" * 64, [])
