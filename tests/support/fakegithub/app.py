@@ -78,6 +78,8 @@ class Api:
         self.checked: Counter[str | None] = Counter()
         # Test hook: operationId -> function(body bytes) -> bytes, applied before the contract check.
         self.corruptors: dict[str, Callable[[bytes], bytes]] = {}
+        # Test hook: operationId -> function(headers) -> headers, applied before the contract check.
+        self.header_corruptors: dict[str, Callable[[dict[str, str]], dict[str, str]]] = {}
 
     # --- budget keys -----------------------------------------------------------------------------------------
     @staticmethod
@@ -219,6 +221,9 @@ class Api:
         corrupt = self.corruptors.get(request.operation or "")
         if corrupt is not None and response.body:
             response.body = corrupt(response.body)
+        corrupt_headers = self.header_corruptors.get(request.operation or "")
+        if corrupt_headers is not None:
+            response.headers = corrupt_headers(dict(response.headers))
         problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
                                       response.body, response.headers)
         self.checked[request.operation] += 1

@@ -408,6 +408,11 @@ class FakeGitHub:
         assert self.api is not None
         self.api.corruptors[operation] = lambda body: json.dumps(mutate(json.loads(body))).encode()
 
+    def corrupt_headers(self, operation: str, mutate: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        """Test hook: pass `operation`'s response headers (lower-case names) through `mutate` before the check."""
+        assert self.api is not None
+        self.api.header_corruptors[operation] = mutate
+
     def problems(self) -> list[str]:
         if self.api is None:
             return []
