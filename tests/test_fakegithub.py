@@ -442,6 +442,59 @@ def test_signed_artifact_url_expires_and_expired_artifacts_are_gone() -> None:
         assert client.get(f"{gh.url}/repos/acme/app/actions/artifacts/{old.id}/zip").status_code == 410
 
 
+def test_artifacts_expire_by_the_clock() -> None:
+    clock = Clock(frozen=True, start=1_700_000_000)
+    with FakeGitHub(clock=clock) as gh:
+        run = gh.add_run("acme/app", created_at=clock.now() - 3600)
+        artifact = gh.add_artifact(run, "image", expires_at=clock.now() + 120)
+        client = session(gh.token)
+        listing = f"{gh.url}/repos/acme/app/actions/runs/{run.id}/artifacts"
+        download = f"{gh.url}/repos/acme/app/actions/artifacts/{artifact.id}/zip"
+        listed = client.get(listing).json()["artifacts"][0]
+        assert listed["expired"] is False and listed["expires_at"] == "2023-11-14T22:15:20Z"
+        clock.advance(100)
+        location = client.get(download, allow_redirects=False).headers["location"]  # signed until +160
+        clock.advance(19)
+        assert client.get(listing).json()["artifacts"][0]["expired"] is False
+        clock.advance(1)  # the clock reaches expires_at
+        assert artifact.expired
+        assert client.get(listing).json()["artifacts"][0]["expired"] is True  # still listed, marked expired
+        gone = client.get(download, allow_redirects=False)
+        assert gone.status_code == 410 and gone.json()["message"] == "Artifact has expired"
+        # A URL signed just before the expiry (still inside its minute) finds the blob deleted.
+        late = requests.get(location, timeout=TIMEOUT)
+        assert late.status_code == 404 and b"BlobNotFound" in late.content
+
+
+def test_expired_flag_means_expired_now_and_cannot_be_undone() -> None:
+    clock = Clock(frozen=True, start=1_700_000_000)
+    with FakeGitHub(clock=clock) as gh:
+        made_expired = gh.add_artifact("acme/app", "old", expired=True)
+        assert made_expired.expired and made_expired.expires_at == clock.now()
+        with pytest.raises(ValueError, match="contradicts"):
+            gh.add_artifact("acme/app", "odd", expired=True, expires_at=clock.now() + 10)
+        later = gh.add_artifact("acme/app", "later")
+        assert not later.expired and later.expires_at == clock.now() + 90 * 86400
+        later.expired = True
+        assert later.expired and later.expires_at == clock.now()
+        with pytest.raises(ValueError, match="cannot come back"):
+            later.expired = False
+        assert session(gh.token).get(f"{gh.url}/repos/acme/app/actions/artifacts/{later.id}/zip").status_code == 410
+
+
+def test_artifacts_from_before_upload_artifact_v4_have_no_digest(gh: FakeGitHub) -> None:
+    run = gh.add_run("acme/app")
+    old = gh.add_artifact(run, "v3", files={"a.txt": "a"}, upload_artifact_version=3, created_at=gh.clock.now())
+    new = gh.add_artifact(run, "v4", files={"a.txt": "a"}, created_at=gh.clock.now())
+    listed = session(gh.token).get(f"{gh.url}/repos/acme/app/actions/runs/{run.id}/artifacts").json()["artifacts"]
+    digests = {item["name"]: item["digest"] for item in listed}
+    assert digests == {"v3": None, "v4": "sha256:" + hashlib.sha256(new.data).hexdigest()}
+    assert old.digest is None
+    download = f"{gh.url}/repos/acme/app/actions/artifacts/{old.id}/zip"
+    assert session(gh.token).get(download).content == old.data  # downloadable all the same
+    assert gh.violations == []  # `digest: null` is what the description allows
+
+
 # --- workflow runs ---------------------------------------------------------------------------------------------
 
 def test_run_filters(gh: FakeGitHub) -> None:
