@@ -190,7 +190,7 @@ def test_an_undeclared_parameter_is_a_violation_and_not_honoured(gh: FakeGitHub)
     assert (violation.side, violation.operation_id) == ("request", "actions/list-artifacts-for-repo")
     assert violation.problem.startswith("undeclared query parameter 'direction'")
     # Not honoured means not carried on either: the Link header leaves it out; the request log keeps it.
-    answer = client.get(f"{gh.url}/repos/acme/app/actions/artifacts", params={"direction": "asc", "per_page": 1})
+    answer = client.get(f"{gh.url}/repos/acme/app/actions/artifacts", params={"direction": "asc", "per_page": "1"})
     assert "direction" not in answer.headers["link"]
     assert gh.requests[-1].query["direction"] == ["asc"]
     gh.take_violations()
