@@ -54,7 +54,8 @@ def populate(gh: FakeGitHub) -> dict[str, Any]:
     gh.add_job(run, "self-hosted", labels=["self-hosted", "linux"], status="in_progress")
     fork_run = gh.add_run(repo, build, event="pull_request", head_branch="patch-1", head_sha=fork_pull.head_sha,
                           head_repo="contributor/charon", pull_requests=[fork_pull])
-    artifact = gh.add_artifact(run, "charon-image", files={"image.tar": b"\0" * 1000})
+    # Made now: an artifact of the May 2024 run would have expired by the fake's (real-time) clock.
+    artifact = gh.add_artifact(run, "charon-image", files={"image.tar": b"\0" * 1000}, created_at=gh.clock.now())
     org_package = gh.add_package("wikid82-org", "charon/web", visibility="public", repository=repo)
     org_package.add_version("sha256:" + "a" * 64, ["latest", "v1.0.0"])
     org_version = org_package.add_version("sha256:" + "b" * 64, [])
@@ -168,6 +169,149 @@ def test_unknown_routes_and_errors_have_githubs_error_shape(gh: FakeGitHub) -> N
     assert gh.violations == []
 
 
+# --- the request and header contract -----------------------------------------------------------------------------
+
+def test_an_undeclared_parameter_is_a_violation_and_not_honoured(gh: FakeGitHub) -> None:
+    run = gh.add_run("acme/app")
+    older = gh.add_artifact(run, "a", created_at=gh.clock.now() - 60)
+    newer = gh.add_artifact(run, "b", created_at=gh.clock.now())
+    client = session(gh.token)
+
+    def ids(path: str, **params: str) -> list[int]:
+        answer = client.get(f"{gh.url}/repos/acme/app/actions/{path}", params=params)
+        assert answer.status_code == 200
+        return [item["id"] for item in answer.json()["artifacts"]]
+
+    # The run's list declares `direction`; the repository's list does not, so GitHub ignores it there.
+    assert ids(f"runs/{run.id}/artifacts", direction="asc") == [older.id, newer.id]
+    assert gh.violations == []
+    assert ids("artifacts", direction="asc", per_page="1") == [newer.id]
+    (violation,) = gh.take_violations()
+    assert (violation.side, violation.operation_id) == ("request", "actions/list-artifacts-for-repo")
+    assert violation.problem.startswith("undeclared query parameter 'direction'")
+    # Not honoured means not carried on either: the Link header leaves it out; the request log keeps it.
+    answer = client.get(f"{gh.url}/repos/acme/app/actions/artifacts", params={"direction": "asc", "per_page": "1"})
+    assert "direction" not in answer.headers["link"]
+    assert gh.requests[-1].query["direction"] == ["asc"]
+    gh.take_violations()
+
+
+@pytest.mark.parametrize(("path", "params", "problem"), [
+    ("/repos/acme/app/actions/runs", {"per_page": "0"}, "per_page=0 is out of range 1..100"),
+    ("/repos/acme/app/actions/runs", {"per_page": "101"}, "per_page=101 is out of range 1..100"),
+    ("/repos/acme/app/actions/runs", {"page": "0"}, "page=0 is out of range 1.."),
+    ("/repos/acme/app/actions/runs", {"per_page": "ten"}, "per_page='ten' is not an integer"),
+    ("/repos/acme/app/actions/runs", {"status": "bogus"}, "status='bogus' is not one of completed,"),
+    ("/repos/acme/app/actions/runs", {"exclude_pull_requests": "1"}, "exclude_pull_requests='1' is not true or false"),
+    ("/repos/acme/app/actions/runs", {"check_suite_id": "x"}, "check_suite_id='x' is not an integer"),
+    ("/repos/acme/app/actions/runs", {"sort": "created"}, "undeclared query parameter 'sort'"),
+    ("/repos/acme/app/actions/runs/abc", {}, "path parameter run_id='abc' is not an integer"),
+    ("/repos/acme/app/pulls", {"direction": "up"}, "direction='up' is not one of asc, desc"),
+    ("/orgs/acme/packages", {}, "required query parameter 'package_type' is missing"),
+    ("/orgs/acme/packages/container/app/versions", {"state": "gone"}, "state='gone' is not one of active, deleted"),
+    ("/users/acme/packages/container/app/versions", {"state": "deleted"}, "undeclared query parameter 'state'"),
+])
+def test_out_of_range_and_mistyped_parameters_are_violations(gh: FakeGitHub, path: str, params: dict[str, str],
+                                                             problem: str) -> None:
+    gh.add_run("acme/app")
+    session(gh.token).get(gh.url + path, params=params)
+    (violation,) = gh.take_violations()
+    assert violation.side == "request" and violation.problem.startswith(problem), violation.problem
+
+
+def test_a_parameter_sent_twice_is_a_violation(gh: FakeGitHub) -> None:
+    gh.add_run("acme/app")
+    session(gh.token).get(f"{gh.url}/repos/acme/app/actions/runs?per_page=5&per_page=10")
+    assert [v.problem for v in gh.take_violations()] == ["query parameter 'per_page' sent 2 times"]
+
+
+def test_users_versions_take_page_and_per_page_though_the_description_omits_them(gh: FakeGitHub) -> None:
+    # github/rest-api-description#1651: missing from the description, honoured by GitHub.
+    package = gh.add_package("someone", "app", owner_type="User")
+    for number in range(5):
+        package.add_version(f"sha256:{number:064x}")
+    client = session(gh.token)
+    answer = client.get(f"{gh.url}/users/someone/packages/container/app/versions", params={"per_page": 2})
+    assert len(answer.json()) == 2 and "page=3" in answer.headers["link"]
+    assert client.get(answer.links["next"]["url"]).status_code == 200
+    assert gh.violations == []
+
+
+def test_the_fakes_own_links_are_valid_requests(gh: FakeGitHub) -> None:
+    repo = gh.add_repo("acme/app")
+    for _ in range(5):
+        gh.add_run(repo, head_branch="main")
+    client = session(gh.token)
+    url: str | None = f"{gh.url}/repos/acme/app/actions/runs?per_page=2&branch=main&exclude_pull_requests=true"
+    pages = 0
+    while url:
+        answer = client.get(url)
+        pages += 1
+        url = answer.links.get("next", {}).get("url")
+    assert pages == 3 and gh.violations == []
+
+
+def test_a_redirect_without_location_breaks_the_contract(gh: FakeGitHub) -> None:
+    artifact = gh.add_artifact("acme/app", "logs")
+    gh.corrupt_headers("actions/download-artifact", lambda h: {k: v for k, v in h.items() if k != "location"})
+    answer = session(gh.token).get(f"{gh.url}/repos/acme/app/actions/artifacts/{artifact.id}/zip",
+                                   allow_redirects=False)
+    assert answer.status_code == 500
+    (violation,) = gh.take_violations()
+    assert violation.side == "response" and "a 302 redirect has no Location" in violation.problem
+
+
+@pytest.mark.parametrize(("header", "value", "problem"), [
+    ("link", '<http://h/x?page=2>; rel="next", garbage', "Link header is not RFC 8288"),
+    ("link", 'http://h/x?page=2; rel="next"', "Link header is not RFC 8288"),
+    ("link", '</x?page=2>; rel="next"', "is not an absolute http(s) URL"),
+    ("link", '<http://h/x?page=2>; title="two"', "has no rel"),
+    ("link", '<http://h/x?page=2>; rel="next", <http://h/x?page=3>; rel="next"', "rel 'next' appears twice"),
+    ("x-ratelimit-remaining", "4999.0", "x-ratelimit-remaining: '4999.0' is not a non-negative integer"),
+    ("x-ratelimit-reset", "-1", "x-ratelimit-reset: '-1' is not a non-negative integer"),
+    ("x-ratelimit-limit", "", "x-ratelimit-limit: '' is not a non-negative integer"),
+    ("retry-after", "soon", "retry-after: 'soon' is not a number of seconds"),
+])
+def test_malformed_headers_break_the_contract(gh: FakeGitHub, header: str, value: str, problem: str) -> None:
+    gh.add_pull("acme/app", "feature")
+    gh.corrupt_headers("pulls/list", lambda h: {**h, header: value})
+    assert session(gh.token).get(f"{gh.url}/repos/acme/app/pulls").status_code == 500
+    (violation,) = gh.take_violations()
+    assert problem in violation.problem
+
+
+def test_rate_limit_declares_its_headers_as_integers(gh: FakeGitHub) -> None:
+    gh.corrupt_headers("rate-limit/get", lambda h: {k: v for k, v in h.items() if k != "x-ratelimit-limit"})
+    assert session(gh.token).get(f"{gh.url}/rate_limit").status_code == 200  # declared, not required
+    assert gh.violations == []
+    gh.corrupt_headers("rate-limit/get", lambda h: {**h, "x-ratelimit-limit": "5k"})
+    assert session(gh.token).get(f"{gh.url}/rate_limit").status_code == 500
+    assert "X-RateLimit-Limit: '5k' is not an integer" in gh.take_violations()[0].problem
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"message": "Not Found"}, "error body has no string 'documentation_url'"),
+    ({"documentation_url": "https://docs.github.com/rest"}, "error body has no string 'message'"),
+    ({"message": None, "documentation_url": "https://docs.github.com/rest"}, "error body fails the schema at message"),
+])
+def test_error_bodies_need_message_and_documentation_url(gh: FakeGitHub, body: dict[str, Any], problem: str) -> None:
+    gh.corrupt("actions/get-workflow-run", lambda _: body)
+    assert session(gh.token).get(f"{gh.url}/repos/acme/app/actions/runs/1").status_code == 500
+    (violation,) = gh.take_violations()
+    assert problem in violation.problem
+
+
+def test_link_parser_reads_githubs_headers_and_rfc_8288_forms() -> None:
+    from tests.support.fakegithub.headers import link_problems, parse_link
+
+    github = ('<https://api.github.com/x?per_page=2&page=2>; rel="next", '
+              '<https://api.github.com/x?per_page=2&page=5>; rel="last"')
+    links, failure = parse_link(github)
+    assert failure is None and [params["rel"] for _, params in links] == ["next", "last"]
+    assert link_problems('<https://h/a,b>;rel=next ,<https://h/c> ; rel="prev first"') == []
+    assert link_problems('<https://h/a>; rel="next"; title="a \\"quoted\\" title"') == []
+
+
 # --- pagination ------------------------------------------------------------------------------------------------
 
 def _links(answer: requests.Response) -> dict[str, dict[str, list[str]]]:
@@ -208,8 +352,9 @@ def test_link_header_rels_and_preserved_query(gh: FakeGitHub) -> None:
     last = client.get(base, params={"per_page": 100, "page": 3})
     assert set(last.links) == {"prev", "first"} and len(last.json()) == 50
     assert len(client.get(base).json()) == 30  # default per_page
-    capped = client.get(base, params={"per_page": 1000})
+    capped = client.get(base, params={"per_page": 1000})  # GitHub caps it silently; the fake also objects
     assert len(capped.json()) == 100 and _links(capped)["last"]["page"] == ["3"]
+    assert [v.problem for v in gh.take_violations()] == ["per_page=1000 is out of range 1..100"]
     single = client.get(f"{gh.url}/user/packages/container/none/versions")
     assert single.status_code == 404
 
@@ -281,7 +426,7 @@ def test_artifact_download_redirects_to_a_second_host_that_refuses_authorization
 def test_signed_artifact_url_expires_and_expired_artifacts_are_gone() -> None:
     clock = Clock(frozen=True, start=1_700_000_000)
     with FakeGitHub(clock=clock) as gh:
-        gh.settings.artifact_url_ttl = 60
+        assert gh.settings.artifact_url_ttl == 60  # GitHub: the signed URL is valid for one minute
         artifact = gh.add_artifact("acme/app", "logs")
         old = gh.add_artifact("acme/app", "old", expired=True)
         client = session(gh.token)
@@ -295,6 +440,59 @@ def test_signed_artifact_url_expires_and_expired_artifacts_are_gone() -> None:
         tampered = location.replace(f"/artifacts/{artifact.id}/", f"/artifacts/{old.id}/")
         assert requests.get(tampered, timeout=TIMEOUT).status_code == 403
         assert client.get(f"{gh.url}/repos/acme/app/actions/artifacts/{old.id}/zip").status_code == 410
+
+
+def test_artifacts_expire_by_the_clock() -> None:
+    clock = Clock(frozen=True, start=1_700_000_000)
+    with FakeGitHub(clock=clock) as gh:
+        run = gh.add_run("acme/app", created_at=clock.now() - 3600)
+        artifact = gh.add_artifact(run, "image", expires_at=clock.now() + 120)
+        client = session(gh.token)
+        listing = f"{gh.url}/repos/acme/app/actions/runs/{run.id}/artifacts"
+        download = f"{gh.url}/repos/acme/app/actions/artifacts/{artifact.id}/zip"
+        listed = client.get(listing).json()["artifacts"][0]
+        assert listed["expired"] is False and listed["expires_at"] == "2023-11-14T22:15:20Z"
+        clock.advance(100)
+        location = client.get(download, allow_redirects=False).headers["location"]  # signed until +160
+        clock.advance(19)
+        assert client.get(listing).json()["artifacts"][0]["expired"] is False
+        clock.advance(1)  # the clock reaches expires_at
+        assert artifact.expired
+        assert client.get(listing).json()["artifacts"][0]["expired"] is True  # still listed, marked expired
+        gone = client.get(download, allow_redirects=False)
+        assert gone.status_code == 410 and gone.json()["message"] == "Artifact has expired"
+        # A URL signed just before the expiry (still inside its minute) finds the blob deleted.
+        late = requests.get(location, timeout=TIMEOUT)
+        assert late.status_code == 404 and b"BlobNotFound" in late.content
+
+
+def test_expired_flag_means_expired_now_and_cannot_be_undone() -> None:
+    clock = Clock(frozen=True, start=1_700_000_000)
+    with FakeGitHub(clock=clock) as gh:
+        made_expired = gh.add_artifact("acme/app", "old", expired=True)
+        assert made_expired.expired and made_expired.expires_at == clock.now()
+        with pytest.raises(ValueError, match="contradicts"):
+            gh.add_artifact("acme/app", "odd", expired=True, expires_at=clock.now() + 10)
+        later = gh.add_artifact("acme/app", "later")
+        assert not later.expired and later.expires_at == clock.now() + 90 * 86400
+        later.expired = True
+        assert later.expired and later.expires_at == clock.now()
+        with pytest.raises(ValueError, match="cannot come back"):
+            later.expired = False
+        assert session(gh.token).get(f"{gh.url}/repos/acme/app/actions/artifacts/{later.id}/zip").status_code == 410
+
+
+def test_artifacts_from_before_upload_artifact_v4_have_no_digest(gh: FakeGitHub) -> None:
+    run = gh.add_run("acme/app")
+    old = gh.add_artifact(run, "v3", files={"a.txt": "a"}, upload_artifact_version=3, created_at=gh.clock.now())
+    new = gh.add_artifact(run, "v4", files={"a.txt": "a"}, created_at=gh.clock.now())
+    listed = session(gh.token).get(f"{gh.url}/repos/acme/app/actions/runs/{run.id}/artifacts").json()["artifacts"]
+    digests = {item["name"]: item["digest"] for item in listed}
+    assert digests == {"v3": None, "v4": "sha256:" + hashlib.sha256(new.data).hexdigest()}
+    assert old.digest is None
+    download = f"{gh.url}/repos/acme/app/actions/artifacts/{old.id}/zip"
+    assert session(gh.token).get(download).content == old.data  # downloadable all the same
+    assert gh.violations == []  # `digest: null` is what the description allows
 
 
 # --- workflow runs ---------------------------------------------------------------------------------------------
@@ -387,6 +585,7 @@ def test_pulls_head_and_state_filters(gh: FakeGitHub) -> None:
     assert len(numbers(head="feature")) == 2  # GitHub ignores a head without OWNER:
     assert numbers(base="develop") == []
     assert client.get(f"{gh.url}/repos/acme/app/pulls?state=bogus").status_code == 422
+    assert [v.side for v in gh.take_violations()] == ["request"]
     fork = client.get(f"{gh.url}/repos/acme/app/pulls", params={"head": "someone:feature"}).json()[0]
     assert fork["head"]["repo"]["fork"] is True and fork["head"]["label"] == "someone:feature"
 

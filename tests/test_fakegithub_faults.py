@@ -167,3 +167,55 @@ def test_concurrent_clients_on_keep_alive_connections(gh: FakeGitHub) -> None:
     assert statuses == [200] * 320
     assert gh.count(operation="actions/list-workflow-runs-for-repo", status=200) == 320
     assert gh.rate_limit().used == 320
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_primary_limit_answers_with_the_configured_status_and_no_retry_after(gh: FakeGitHub, status: int) -> None:
+    gh.add_run("acme/app")
+    gh.settings.primary_limit_status = status
+    gh.set_rate_limit(limit=1)
+    assert get(gh, "/repos/acme/app/actions/runs").status_code == 200
+    refused = get(gh, "/repos/acme/app/actions/runs")
+    assert refused.status_code == status
+    assert refused.headers["x-ratelimit-remaining"] == "0" and "retry-after" not in refused.headers
+    assert int(refused.headers["x-ratelimit-reset"]) == 1_700_000_000 + 3600
+    assert refused.json()["message"].startswith("API rate limit exceeded for user ID")
+    assert refused.json()["documentation_url"].startswith("https://docs.github.com/")
+    assert gh.violations == []
+
+
+def test_primary_limit_status_other_than_403_or_429_is_a_fake_error(gh: FakeGitHub) -> None:
+    gh.add_run("acme/app")
+    gh.settings.primary_limit_status = 418
+    gh.set_rate_limit(remaining=0)
+    assert get(gh, "/repos/acme/app/actions/runs").status_code == 500
+    assert "primary_limit_status must be 403 or 429" in gh.internal_errors[0]
+    gh.internal_errors.clear()
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_secondary_limit_can_refuse_without_retry_after(gh: FakeGitHub, clock: Clock, status: int) -> None:
+    gh.add_run("acme/app")
+    gh.faults.secondary_limit(3, status=status, retry_after=False)
+    answers = [get(gh, "/repos/acme/app/actions/runs") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, status]
+    refused = answers[-1]
+    assert "retry-after" not in refused.headers
+    assert refused.headers["x-ratelimit-remaining"] != "0"  # the primary budget is fine: wait a minute
+    assert "secondary rate limit" in refused.json()["message"]
+    clock.advance(60)
+    assert get(gh, "/repos/acme/app/actions/runs").status_code == 200
+
+
+def test_secondary_next_refuses_a_number_of_requests_with_or_without_retry_after(gh: FakeGitHub) -> None:
+    gh.add_run("acme/app")
+    bare = gh.faults.secondary_next(1, status=429, operation="actions/list-workflow-runs-for-repo")
+    timed = gh.faults.secondary_next(1, status=403, retry_after=7, method="GET", path=r"/actions/runs$")
+    first, second, third = (get(gh, "/repos/acme/app/actions/runs") for _ in range(3))
+    assert (first.status_code, first.headers.get("retry-after")) == (429, None)
+    assert (second.status_code, second.headers.get("retry-after")) == (403, "7")
+    assert third.status_code == 200
+    assert (bare.fired, timed.fired) == (1, 1)
+    assert gh.rate_limit().used == 3  # the fake spends the primary budget before the secondary check
+    with pytest.raises(ValueError, match="403 or 429"):
+        gh.faults.secondary_next(status=503)

@@ -311,6 +311,13 @@ def test_secondary_rate_limit_without_headers_waits_at_least_a_minute_then_longe
     assert 120.0 <= gh.sleeps[1] < 122.0
 
 
+def test_abuse_detection_wording_is_a_secondary_limit(api: ScriptedServer, gh: Harness) -> None:
+    abuse = Reply(403, {"message": "You have triggered an abuse detection mechanism. Please wait a few minutes."})
+    api.on("GET", "/x", abuse, Reply(200, 1))
+    assert gh.client.get("/x") == 1
+    assert len(gh.sleeps) == 1 and 60.0 <= gh.sleeps[0] < 62.0
+
+
 def test_secondary_limit_with_retry_after_uses_the_header(api: ScriptedServer, gh: Harness) -> None:
     api.on(
         "GET",
@@ -794,3 +801,59 @@ def test_non_ascii_digits_in_rate_headers_are_ignored_not_a_crash(api: ScriptedS
     api.on("GET", "/x", Reply(429, {"message": "slow down"}, odd), Reply(200, []))
     assert gh.client.get("/x") == []
     assert len(gh.sleeps) == 1 and gh.sleeps[0] >= 60.0  # the secondary-limit default, not the header
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_fake_primary_limit_as_403_or_429_is_waited_out_until_the_reset(fake: FakeGitHub, status: int) -> None:
+    add_versions(fake, 3)
+    fake.settings.primary_limit_status = status
+    snapshot = fake.set_rate_limit(remaining=0)
+    fake.clock.advance(snapshot.reset - fake.clock.now() - 30)  # the window ends in 30 s
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps)
+    assert len(list(client.paginate(VERSIONS_PATH))) == 3
+    assert [record.status for record in fake.requests] == [status, 200]
+    assert sleeps == [31.0]  # x-ratelimit-reset, plus a second of slack; no retry-after to read
+    assert client.rate_limit is not None and client.rate_limit.remaining == 4999
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_fake_secondary_limit_without_retry_after_waits_at_least_a_minute(fake: FakeGitHub, status: int) -> None:
+    ids = sorted(add_versions(fake, 11))[:10]
+    fake.faults.secondary_limit(points_per_minute=20, status=status, retry_after=False)  # four DELETEs a minute
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps, retry=RetryPolicy(max_total_wait=600))
+    for version_id in ids:
+        assert client.delete(f"{VERSIONS_PATH}/{version_id}").status == 204
+    refused = fake.calls("DELETE", status=status)
+    assert len(refused) >= 2 and all("retry-after" not in record.response_headers for record in refused)
+    assert fake.count("DELETE", status=204) == 10
+    assert len(sleeps) == len(refused) and all(wait >= 60.0 for wait in sleeps)
+
+
+def test_fake_secondary_limit_on_the_last_request_of_the_budget_waits_for_the_reset(fake: FakeGitHub) -> None:
+    add_versions(fake, 3)
+    snapshot = fake.set_rate_limit(remaining=1)
+    fake.faults.secondary_next(1, status=403)  # no retry-after, and x-ratelimit-remaining is now 0
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps)
+    with pytest.raises(RateLimited) as caught:  # the reset is an hour away: past the 300 s cap
+        client.get(VERSIONS_PATH)
+    assert sleeps == [] and caught.value.reset_at == snapshot.reset + 1
+    fake.clock.advance(snapshot.reset - fake.clock.now() - 10)
+    fake.faults.secondary_next(1, status=403)
+    fake.set_rate_limit(remaining=1)
+    assert len(client.get(VERSIONS_PATH)) == 3
+    assert sleeps == [11.0]
+
+
+def test_fake_secondary_limits_without_retry_after_stop_at_the_wait_cap(fake: FakeGitHub) -> None:
+    add_versions(fake, 3)
+    rule = fake.faults.secondary_next(5, status=429)
+    sleeps: list[float] = []
+    client = fake_client(fake, sleeps, retry=RetryPolicy(max_total_wait=200))
+    with pytest.raises(RateLimited) as caught:
+        client.get(VERSIONS_PATH)
+    # 60 s, then 120 s (doubling): a third wait of 240 s would pass the 200 s cap, so the call gives up.
+    assert [round(wait) for wait in sleeps] == [60, 120] and rule.fired == 3
+    assert caught.value.secondary and caught.value.status == 429

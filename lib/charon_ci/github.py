@@ -84,6 +84,8 @@ _LOGGABLE_PARAMS = frozenset(
     }
 )  # fmt: skip
 _ERROR_BODY_LIMIT = 64 * 1024
+# GitHub's older wording of a secondary rate limit, still seen on some endpoints and GHES.
+_ABUSE_MESSAGE = "abuse detection mechanism"
 _LINK_ENTRY = re.compile(r"<([^>]*)>([^<,]*(?:,(?!\s*<)[^<,]*)*)")
 _QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]+")
 
@@ -946,9 +948,10 @@ class GithubClient:
         exhausted = headers.get("x-ratelimit-remaining") == "0"
         reset_text = headers.get("x-ratelimit-reset", "")
         reset = float(reset_text) if _is_whole_number(reset_text) else None
-        secondary = "secondary rate limit" in message.lower()
+        lowered = message.lower()
+        secondary = "secondary rate limit" in lowered or _ABUSE_MESSAGE in lowered
         rate_limited = status == 429 or (
-            status == 403 and (exhausted or retry_after is not None or "rate limit" in message.lower())
+            status == 403 and (exhausted or retry_after is not None or "rate limit" in lowered or secondary)
         )
         if rate_limited:
             # GitHub's order: retry-after; else the reset time when nothing remains; else at least a minute.

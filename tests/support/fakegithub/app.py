@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import api_actions, api_packages, api_pulls
 from .context import Context
 from .contract import Contract, Violation
-from .faults import Faults
+from .faults import Faults, Refusal
 from .ratelimit import ANONYMOUS_LIMIT, PrimaryLimits, Snapshot
 from .routes import DOCS, ApiError, Halt, Request, Response, Router, not_found
 
@@ -78,6 +78,8 @@ class Api:
         self.checked: Counter[str | None] = Counter()
         # Test hook: operationId -> function(body bytes) -> bytes, applied before the contract check.
         self.corruptors: dict[str, Callable[[bytes], bytes]] = {}
+        # Test hook: operationId -> function(headers) -> headers, applied before the contract check.
+        self.header_corruptors: dict[str, Callable[[dict[str, str]], dict[str, str]]] = {}
 
     # --- budget keys -----------------------------------------------------------------------------------------
     @staticmethod
@@ -108,14 +110,17 @@ class Api:
     # --- the pipeline ----------------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response | None:
         """The response to send, or None to drop the connection without one."""
-        record = RequestRecord(request.method, request.path, request.query, request.headers, "api",
-                               at=self.ctx.clock.now())
+        record = RequestRecord(request.method, request.path, {k: list(v) for k, v in request.query.items()},
+                               request.headers, "api", at=self.ctx.clock.now())
         self.log.append(record)
         matched = self.router.match(request.method, request.path)
         if matched is not None:
             request.operation = matched[0].operation
             request.params = matched[1]
         record.operation = request.operation
+        findings = self.contract.check_request(request.operation, request.params, request.query)
+        # GitHub ignores parameters it does not declare: so must the handlers.
+        request.query = {k: v for k, v in request.query.items() if k not in findings.ignored}
         decision = self.faults.decide(request.method, request.operation, request.path)
         if decision.delay > 0:
             time.sleep(decision.delay)
@@ -146,14 +151,13 @@ class Api:
             else:
                 allowed, snapshot = self.limits.spend(*budget)
                 if not allowed:
-                    raise ApiError(403, self._exhausted_message(request), RATE_DOCS)
+                    raise ApiError(self._primary_status(), self._exhausted_message(request), RATE_DOCS)
+                if decision.secondary is not None:
+                    raise self._secondary_refusal(decision.secondary)
                 who = budget[0]
-                retry_after = self.faults.spend_secondary(who, request.operation or request.path, request.method)
-                if retry_after is not None:
-                    raise ApiError(self._secondary_status(), "You have exceeded a secondary rate limit. Please wait a "
-                                   "few minutes before you try again. If you reach out to GitHub Support for help, "
-                                   f"please include the request ID {request_id()}.", SECONDARY_DOCS,
-                                   {"retry-after": str(retry_after)})
+                refusal = self.faults.spend_secondary(who, request.operation or request.path, request.method)
+                if refusal is not None:
+                    raise self._secondary_refusal(refusal)
             if decision.status is not None:
                 raise ApiError(decision.status, "Server Error" if decision.status < 503 else "Service Unavailable")
             if request.method in WRITE_METHODS and request.token is not None and request.token.read_only:
@@ -172,13 +176,25 @@ class Api:
         response.headers.setdefault("x-github-request-id", request_id())
         response.headers.setdefault("x-github-api-version-selected", "2022-11-28")
         response = self._enforce_contract(request, response)
+        for problem in findings.problems:
+            self.violations.append(Violation(request.operation, request.method, request.path, response.status,
+                                             problem, "request"))
         record.status = response.status
         record.response_headers = dict(response.headers)
         return response
 
-    def _secondary_status(self) -> int:
-        limit = self.faults.secondary
-        return limit.status if limit is not None else 403
+    def _primary_status(self) -> int:
+        status = self.ctx.settings.primary_limit_status
+        if status not in {403, 429}:
+            raise ValueError(f"Settings.primary_limit_status must be 403 or 429, not {status}")
+        return status
+
+    @staticmethod
+    def _secondary_refusal(refusal: Refusal) -> ApiError:
+        headers = {"retry-after": str(refusal.retry_after)} if refusal.retry_after is not None else None
+        return ApiError(refusal.status, "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                        "you try again. If you reach out to GitHub Support for help, please include the request ID "
+                        f"{request_id()}.", SECONDARY_DOCS, headers)
 
     @staticmethod
     def _exhausted_message(request: Request) -> str:
@@ -205,8 +221,11 @@ class Api:
         corrupt = self.corruptors.get(request.operation or "")
         if corrupt is not None and response.body:
             response.body = corrupt(response.body)
+        corrupt_headers = self.header_corruptors.get(request.operation or "")
+        if corrupt_headers is not None:
+            response.headers = corrupt_headers(dict(response.headers))
         problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
-                                      response.body)
+                                      response.body, response.headers)
         self.checked[request.operation] += 1
         if problem is None:
             return response

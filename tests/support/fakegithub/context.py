@@ -19,6 +19,8 @@ class Settings:
     runs_cap_requires_filter: bool = False
     # Lifetime of the signed artifact URL behind the 302, in simulated seconds.
     artifact_url_ttl: float = 60.0
+    # GitHub answers an exhausted primary budget with 403 or 429 (its docs allow both): clients must take either.
+    primary_limit_status: int = 403
 
 
 @dataclass

@@ -1,8 +1,13 @@
-"""Response contract: every body the fake serves is checked against GitHub's OpenAPI subset.
+"""The contract: every response the fake serves, and every request it receives, checked against GitHub's
+OpenAPI subset.
 
-Validators are compiled once per (operation, status) and cached, so checking costs one jsonschema pass per
-response. Statuses an operation does not declare (a 401 on an operation that lists none, a refusal such as
-the 400 "last tagged version", injected 5xx) must still carry GitHub's error shape: `basic-error`.
+Responses: validators are compiled once per (operation, status) and cached, so checking costs one jsonschema
+pass per response. Statuses an operation does not declare (a 401 on an operation that lists none, a refusal
+such as the 400 "last tagged version", injected 5xx) must still carry GitHub's error shape: `basic-error`,
+and every error body carries `message` and `documentation_url` (the schema leaves both optional; GitHub
+always sends them and clients print them). Headers are checked too (headers.py).
+
+Requests: query and path parameters against the operation's declared parameters (parameters.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from jsonschema.validators import extend
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from referencing import Registry, Resource
 
+from .headers import header_problems
+from .parameters import ParameterSpec, RequestFindings, check_request, collect_parameters
+
 ENV_OPENAPI = "CHARON_GITHUB_OPENAPI"  # optional override of the spec's location
 _SPEC_URN = "urn:github-rest-subset"
 _ERROR_SCHEMA = "#/components/schemas/basic-error"
@@ -40,16 +48,18 @@ def find_spec_path() -> Path:
 
 @dataclass(frozen=True)
 class Violation:
-    """One served response that broke the contract: the test that caused it must fail."""
+    """One served response, or one received request, that broke the contract: the test that caused it must
+    fail. `side` is "response" (the fake is wrong) or "request" (the client sent what GitHub does not take)."""
 
     operation_id: str | None
     method: str
     path: str
     status: int
     problem: str
+    side: str = "response"
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path} -> {self.status} ({self.operation_id}): {self.problem}"
+        return f"{self.side}: {self.method} {self.path} -> {self.status} ({self.operation_id}): {self.problem}"
 
 
 def _nullable_enum(validator: Any, enums: Any, instance: Any, schema: dict[str, Any]) -> Any:
@@ -109,6 +119,7 @@ class OperationSpec:
     method: str
     path: str  # the OpenAPI template, e.g. /repos/{owner}/{repo}/pulls
     responses: dict[str, Any]
+    parameters: dict[tuple[str, str], ParameterSpec]
 
 
 class Contract:
@@ -129,9 +140,10 @@ class Contract:
         for path, item in self.document["paths"].items():
             for method, operation in item.items():
                 if method in {"get", "put", "post", "patch", "delete", "head"}:
-                    found[operation["operationId"]] = OperationSpec(
-                        operation["operationId"], method.upper(), path, operation["responses"]
-                    )
+                    operation_id = operation["operationId"]
+                    parameters = collect_parameters(operation_id, item, operation, self._resolve)
+                    found[operation_id] = OperationSpec(operation_id, method.upper(), path, operation["responses"],
+                                                        parameters)
         return found
 
     def _resolve(self, node: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +167,35 @@ class Contract:
     def error_validator(self) -> Any:
         return self.validator({"$ref": _ERROR_SCHEMA}, "basic-error")
 
-    def check(self, operation_id: str | None, status: int, content_type: str | None, body: bytes) -> str | None:
-        """None when the response fits the contract, else a one-line description of what is wrong."""
+    def check_request(self, operation_id: str | None, path_params: dict[str, str],
+                      query: dict[str, list[str]]) -> RequestFindings:
+        """What the request sends that the operation does not declare or accept (unknown routes: nothing)."""
+        operation = self.operations.get(operation_id or "")
+        if operation is None:
+            return RequestFindings()
+        return check_request(operation.parameters, path_params, query)
+
+    def check(self, operation_id: str | None, status: int, content_type: str | None, body: bytes,
+              headers: dict[str, str] | None = None) -> str | None:
+        """None when the response fits the contract, else a one-line description of what is wrong.
+        `headers` (lower-case names) are checked when given."""
+        problems: list[str] = []
+        declared_headers: dict[str, Any] = {}
+        if operation_id is not None and operation_id in self.operations:
+            raw = self.operations[operation_id].responses.get(str(status))
+            if raw is not None:
+                declared_headers = self._resolve(raw).get("headers", {})
+        if headers is not None:
+            problems += header_problems(status, headers, declared_headers, self._resolve)
+        body_problem = self._check_body(operation_id, status, content_type, body)
+        if body_problem is not None:
+            problems.insert(0, body_problem)
+        elif status >= 400 and body:
+            problems += _error_field_problems(body)
+        return "; ".join(problems) if problems else None
+
+    def _check_body(self, operation_id: str | None, status: int, content_type: str | None,
+                    body: bytes) -> str | None:
         declared: dict[str, Any] | None = None
         if status == 304:
             # GitHub answers any conditional GET with 304 and no body, declared or not.
@@ -203,6 +242,17 @@ class Contract:
             return None
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
         return f"{what} fails the schema at {where}: {error.message[:300]}"
+
+
+def _error_field_problems(body: bytes) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []  # already reported as not JSON, or a declared non-JSON body
+    if not isinstance(document, dict):
+        return ["error body is not a JSON object"]
+    return [f"error body has no string {key!r}" for key in ("message", "documentation_url")
+            if not isinstance(document.get(key), str)]
 
 
 def _absolutize(schema: Any) -> Any:

@@ -262,16 +262,25 @@ class FakeGitHub:
 
     def add_artifact(self, where: Run | Repo | str, name: str, data: bytes | None = None, *,
                      files: Mapping[str, bytes | str] | None = None, created_at: Moment | None = None,
-                     expires_at: Moment | None = None, expired: bool = False) -> Artifact:
-        """An artifact of a run (or of a repository). `data` is the zip's bytes; or give `files` to zip."""
+                     expires_at: Moment | None = None, expired: bool = False,
+                     upload_artifact_version: int = 4) -> Artifact:
+        """An artifact of a run (or of a repository). `data` is the zip's bytes; or give `files` to zip.
+
+        It expires when the fake's clock reaches `expires_at` (default: 90 days after `created_at`);
+        `expired=True` makes that now. `upload_artifact_version` below 4 leaves `digest` null, as GitHub
+        does for artifacts uploaded before upload-artifact v4."""
         run = where if isinstance(where, Run) else None
         repo = run.repo if run is not None else self.repo(where)  # type: ignore[arg-type]
         payload = data if data is not None else _zip(files or {f"{name}.txt": name})
         created = (run.updated_at if run else self.clock.now()) if created_at is None else to_epoch(created_at)
         expires = created + 90 * DAY if expires_at is None else to_epoch(expires_at)
+        if expired:
+            if expires_at is not None and expires > self.clock.now():
+                raise ValueError("expired=True contradicts an expires_at in the future")
+            expires = min(expires, self.clock.now())
         with self.state.lock:
             item = Artifact(self.state.ids.next("artifact"), repo, name, payload, run, created, created, expires,
-                            expired)
+                            upload_artifact_version >= 4, self.clock)
             if run is not None:
                 run.artifacts.append(item)
             self.state.artifacts[item.id] = item
@@ -398,6 +407,11 @@ class FakeGitHub:
         """Test hook: pass the JSON body of `operation`'s responses through `mutate` before the contract check."""
         assert self.api is not None
         self.api.corruptors[operation] = lambda body: json.dumps(mutate(json.loads(body))).encode()
+
+    def corrupt_headers(self, operation: str, mutate: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        """Test hook: pass `operation`'s response headers (lower-case names) through `mutate` before the check."""
+        assert self.api is not None
+        self.api.header_corruptors[operation] = mutate
 
     def problems(self) -> list[str]:
         if self.api is None:

@@ -1,4 +1,5 @@
-"""Per-test fault injection: latency, injected 5xx, connection resets and GitHub's secondary rate limit.
+"""Per-test fault injection: latency, injected 5xx, connection resets and GitHub's secondary rate limit
+(points a minute, or one-off refusals), with or without `retry-after`.
 
 Every rule can be narrowed to a method, an operationId and/or a path regex. Random rules draw from one
 seeded RNG (`faults.seed(n)`), so a failing run replays exactly with the same request order.
@@ -15,7 +16,7 @@ from typing import Literal
 
 from .clock import Clock
 
-FaultKind = Literal["latency", "status", "reset"]
+FaultKind = Literal["latency", "status", "reset", "secondary"]
 
 # GitHub: "most REST API GET, HEAD, and OPTIONS requests are 1 point; most POST, PATCH, PUT, or DELETE are 5".
 _WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -27,6 +28,7 @@ class FaultRule:
     probability: float = 1.0
     remaining: int | None = None  # None: unlimited; else the rule fires this many more times
     status: int = 502
+    retry_after: int | None = None  # "secondary" rules: the retry-after header to send, None for none
     seconds: float = 0.0
     jitter: float = 0.0
     method: str | None = None
@@ -45,12 +47,21 @@ class FaultRule:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A secondary-limit refusal: the status (403 or 429) and the retry-after to send (None: no header)."""
+
+    status: int
+    retry_after: int | None
+
+
+@dataclass(frozen=True)
 class Decision:
     """What the faults say about one request."""
 
     delay: float = 0.0
     reset: bool = False
     status: int | None = None
+    secondary: Refusal | None = None
 
 
 @dataclass
@@ -58,6 +69,7 @@ class SecondaryLimit:
     points_per_minute: int
     status: int  # 403 or 429, as GitHub answers either
     window: float = 60.0
+    retry_after: bool = True  # False: refuse without the header, as GitHub sometimes does
     # (token-or-ip, endpoint) -> deque of (simulated time, points)
     spent: dict[tuple[str, str], deque[tuple[float, int]]] = field(default_factory=dict)
 
@@ -120,22 +132,35 @@ class Faults:
         """Close the connection without a response for the next `count` matching requests."""
         return self._add(FaultRule("reset", 1.0, count, method=method, operation=operation, path=self._pattern(path)))
 
-    def secondary_limit(self, points_per_minute: int = 900, *, status: int = 403, window: float = 60.0) -> None:
+    def secondary_limit(self, points_per_minute: int = 900, *, status: int = 403, window: float = 60.0,
+                        retry_after: bool = True) -> None:
         """GitHub's secondary limit: points per `window` (simulated seconds) per token and endpoint.
 
         GET/HEAD cost 1 point, POST/PATCH/PUT/DELETE 5. Over the limit: `status` (403 or 429) with
-        `retry-after` = seconds until enough points leave the window. Refused requests cost nothing.
+        `retry-after` = seconds until enough points leave the window, or with no `retry-after` at all
+        (`retry_after=False`; a client must then wait at least a minute). Refused requests cost nothing.
         """
-        if status not in {403, 429}:
-            raise ValueError("GitHub answers a secondary limit with 403 or 429")
+        _check_limit_status(status)
         with self._lock:
-            self.secondary = SecondaryLimit(points_per_minute, status, window)
+            self.secondary = SecondaryLimit(points_per_minute, status, window, retry_after)
+
+    def secondary_next(self, count: int = 1, *, status: int = 403, retry_after: int | None = None,
+                       method: str | None = None, operation: str | None = None,
+                       path: str | None = None) -> FaultRule:
+        """Refuse the next `count` matching requests with a secondary-limit answer: `status` (403 or 429),
+        `retry-after: <retry_after>` or no such header when None. Checked after the primary budget is spent."""
+        _check_limit_status(status)
+        if retry_after is not None and retry_after < 0:
+            raise ValueError("retry_after must be a number of seconds")
+        return self._add(FaultRule("secondary", 1.0, count, status=status, retry_after=retry_after, method=method,
+                                   operation=operation, path=self._pattern(path)))
 
     # --- evaluation ------------------------------------------------------------------------------------------
     def decide(self, method: str, operation: str | None, path: str) -> Decision:
         delay = 0.0
         reset = False
         status: int | None = None
+        secondary: Refusal | None = None
         with self._lock:
             for rule in self.rules:
                 if not rule.matches(method, operation, path):
@@ -146,21 +171,24 @@ class Faults:
                     delay += rule.seconds + (self._rng.uniform(0, rule.jitter) if rule.jitter else 0.0)
                 elif rule.kind == "reset" and not reset and status is None:
                     reset = True
-                elif rule.kind == "status" and not reset and status is None:
+                elif rule.kind == "status" and not reset and status is None and secondary is None:
                     status = rule.status
+                elif rule.kind == "secondary" and not reset and status is None and secondary is None:
+                    secondary = Refusal(rule.status, rule.retry_after)
                 else:
                     continue
                 rule.fired += 1
                 if rule.remaining is not None:
                     rule.remaining -= 1
-        return Decision(delay, reset, status)
+        return Decision(delay, reset, status, secondary)
 
     @staticmethod
     def cost(method: str) -> int:
         return 5 if method.upper() in _WRITE_METHODS else 1
 
-    def spend_secondary(self, who: str, endpoint: str, method: str) -> int | None:
-        """Spend the request's points; None if allowed, else the retry-after in whole simulated seconds."""
+    def spend_secondary(self, who: str, endpoint: str, method: str) -> Refusal | None:
+        """Spend the request's points; None if allowed, else the refusal (retry-after in whole simulated
+        seconds, when the limit sends one)."""
         with self._lock:
             limit = self.secondary
             if limit is None:
@@ -183,4 +211,10 @@ class Faults:
                 wait_until = moment + limit.window
                 if freed >= excess:
                     break
-            return max(1, int(wait_until - now + 0.999))
+            wait = max(1, int(wait_until - now + 0.999))
+            return Refusal(limit.status, wait if limit.retry_after else None)
+
+
+def _check_limit_status(status: int) -> None:
+    if status not in {403, 429}:
+        raise ValueError("GitHub answers a rate limit with 403 or 429")

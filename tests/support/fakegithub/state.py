@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from .clock import Clock
     from .packages import PackageBackend, VersionRecord
 
 OwnerType = Literal["User", "Organization"]
@@ -123,6 +125,8 @@ class Run:
 
 @dataclass
 class Artifact:
+    """An artifact; `expired` follows the fake's clock: True once it reaches `expires_at`."""
+
     id: int
     repo: Repo
     name: str
@@ -131,11 +135,28 @@ class Artifact:
     created_at: float = 0.0
     updated_at: float = 0.0
     expires_at: float = 0.0
-    expired: bool = False
+    # upload-artifact v4 and later record a sha256; GitHub shows `digest: null` for older uploads.
+    has_digest: bool = True
+    clock: Clock | None = field(default=None, repr=False, compare=False)
+
+    def _now(self) -> float:
+        return self.clock.now() if self.clock is not None else time.time()
 
     @property
-    def digest(self) -> str:
-        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+    def expired(self) -> bool:
+        return self._now() >= self.expires_at
+
+    @expired.setter
+    def expired(self, value: bool) -> None:
+        """`artifact.expired = True` expires it now (expires_at moves to the clock's present)."""
+        if value:
+            self.expires_at = min(self.expires_at, self._now())
+        elif self.expired:
+            raise ValueError("an expired artifact cannot come back: set expires_at to a later time instead")
+
+    @property
+    def digest(self) -> str | None:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest() if self.has_digest else None
 
 
 @dataclass

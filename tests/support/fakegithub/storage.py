@@ -71,7 +71,8 @@ class ArtifactStorage:
             return _error(403, "AuthenticationFailed", "Signature not valid in the specified time frame.")
         with self._state.lock:
             item = self._state.artifacts.get(artifact_id)
-            data = None if item is None else item.data
+            # An expired artifact's blob is deleted, even behind a URL signed just before.
+            data = None if item is None or item.expired else item.data
             name = "" if item is None else item.name
         if data is None:
             return _error(404, "BlobNotFound", "The specified blob does not exist.")
