@@ -202,7 +202,8 @@ def test_zip_slip_is_refused(
     )
     message = refused(fake_github, docker_client, tmp_path, upload, saved_image.reference)
     assert message == (
-        "the artifact's zip entry '../../../tmp/image.tar' climbs out of the archive with '..'; refused, nothing loaded"
+        "the artifact's zip entry '../../../tmp/image.tar' climbs out of the archive with '..'; "
+        "refused: nothing was loaded"
     )
 
 
@@ -222,7 +223,7 @@ def test_a_symlink_entry_is_refused(
         [("image.tar", saved_image.tar.read_bytes()), artifacts.symlink_entry("latest.tar", "/etc/shadow")],
     )
     message = refused(fake_github, docker_client, tmp_path, upload, saved_image.reference)
-    assert message == "the artifact's zip entry 'latest.tar' is a symbolic link; refused, nothing loaded"
+    assert message == "the artifact's zip entry 'latest.tar' is a symbolic link; refused: nothing was loaded"
 
 
 def test_a_zip_bomb_is_refused_before_inflating(
