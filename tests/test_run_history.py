@@ -149,7 +149,7 @@ def test_attempt_conclusions_and_carried_jobs_follow_the_documented_rules(histor
 def test_build_jobs_and_action_steps_are_recognisable_as_documented(history: History) -> None:
     names = {job.name for _, _, job in every_job(history)}
     assert {name for name in names if "build" in name} == set(BUILD_JOB_NAMES) == set(history.build_job_names)
-    used = Counter()
+    used: Counter[str | None] = Counter()
     for _, _, job in every_job(history):
         for step in job.steps:
             match = ACTION_STEP.search(step.name)

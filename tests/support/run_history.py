@@ -478,6 +478,19 @@ class _Sim:
         return GenAttempt(number, "completed", conclusion, _at(start), _at(updated), jobs, rerun, actor)
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What started a run: the commit (or schedule) it ran for."""
+
+    event: str
+    branch: str
+    sha: str
+    actor: str
+    title: str
+    pull: GenPull | None = None
+    head_repo: str | None = None
+
+
 class _Generator:
     def __init__(self, *, runs: int, seed: int, start: int, end: int, migrated_at: int, busy_days: tuple[int, ...],
                  busy_share: float, repo: str) -> None:
@@ -518,18 +531,18 @@ class _Generator:
         return run
 
     # -- one run with its attempts --
-    def play(self, flow: GenWorkflow, shape: str, *, event: str, branch: str, sha: str, actor: str, title: str,
-             created: int, head_repo: str | None = None, pull: GenPull | None = None, cancel_at: int | None = None,
-             trigger: GenRun | None = None, trigger_attempt: int | None = None, upstream_ok: bool = True,
-             rerunnable: bool = True) -> GenRun | None:
+    def play(self, flow: GenWorkflow, shape: str, source: _Source, *, created: int, cancel_at: int | None = None,
+             trigger: GenRun | None = None, trigger_attempt: int | None = None,
+             upstream_ok: bool = True) -> GenRun | None:
         rng = self.rng
         specs = SHAPES[shape]
         first = self.sim.attempt(specs, 1, created + rng.randint(0, 3), upstream_ok=upstream_ok, cancel_at=cancel_at)
         if first is None:
             return None
-        run = self.add(GenRun(flow, event, branch, sha, actor, title, _at(created), [first], head_repo=head_repo,
-                              pull=pull, trigger=trigger, trigger_attempt=trigger_attempt))
-        while rerunnable and len(run.attempts) < 3 and run.status == "completed":
+        run = self.add(GenRun(flow, "workflow_run" if trigger else source.event, source.branch, source.sha,
+                              source.actor, source.title, _at(created), [first], head_repo=source.head_repo,
+                              pull=source.pull, trigger=trigger, trigger_attempt=trigger_attempt))
+        while len(run.attempts) < 3 and run.status == "completed":
             last = run.latest
             roll = rng.random()
             if last.conclusion in {"failure", "timed_out"} and roll < 0.4:
@@ -556,26 +569,25 @@ class _Generator:
                pull: GenPull | None = None, head_repo: str | None = None, cancel_at: int | None = None) -> None:
         migrated = at >= self.migrated_at
         is_pr = event == "pull_request"
-        common = {"event": event, "branch": branch, "sha": sha, "actor": actor, "title": title, "pull": pull,
-                  "head_repo": head_repo}
+        common = _Source(event, branch, sha, actor, title, pull, head_repo)
 
         def gap() -> int:
             return at + self.rng.randint(0, 20)
 
-        build = self.play(DOCKER_BUILD, "docker-build:pr" if is_pr else "docker-build:push", created=gap(),
-                          cancel_at=cancel_at, **common)
+        build = self.play(DOCKER_BUILD, "docker-build:pr" if is_pr else "docker-build:push", common, created=gap(),
+                          cancel_at=cancel_at)
         if is_pr:
-            self.play(E2E, "e2e:new" if migrated else "e2e:old", created=gap(), cancel_at=cancel_at, **common)
-            self.play(SUPPLY_CHAIN, "supply-chain", created=gap(), **common)
-            self.play(SECURITY, "security", created=gap(), **common)
-        self.play(QUALITY, "quality", created=gap(), cancel_at=cancel_at, **common)
+            self.play(E2E, "e2e:new" if migrated else "e2e:old", common, created=gap(), cancel_at=cancel_at)
+            self.play(SUPPLY_CHAIN, "supply-chain", common, created=gap())
+            self.play(SECURITY, "security", common, created=gap())
+        self.play(QUALITY, "quality", common, created=gap(), cancel_at=cancel_at)
         if event == "push" and branch == "main":
-            self.play(CODEQL, "codeql", created=gap(), **common)
+            self.play(CODEQL, "codeql", common, created=gap())
         if not (branch in {"main", "development"} or branch.startswith("feature/")):
             return
         if not migrated:
             for flow, _ in INTEGRATIONS:
-                self.play(flow, "integration:old", created=gap(), cancel_at=cancel_at, **common)
+                self.play(flow, "integration:old", common, created=gap(), cancel_at=cancel_at)
             return
         if build is None:
             return
@@ -586,9 +598,9 @@ class _Generator:
             done = max((int(j.completed_at.timestamp()) for j in attempt.jobs if j.completed_at),
                        default=int(attempt.run_started_at.timestamp())) + 3
             for flow, named in INTEGRATIONS:
-                self.play(flow, "integration:new:named" if named else "integration:new:pinned", created=done +
-                          self.rng.randint(3, 20), trigger=build, trigger_attempt=attempt.number,
-                          upstream_ok=attempt.conclusion == "success", **{**common, "event": "workflow_run"})
+                self.play(flow, "integration:new:named" if named else "integration:new:pinned", common,
+                          created=done + self.rng.randint(3, 20), trigger=build, trigger_attempt=attempt.number,
+                          upstream_ok=attempt.conclusion == "success")
 
     def pull_request(self, at: int | None = None) -> None:
         rng = self.rng
@@ -631,11 +643,11 @@ class _Generator:
     def scheduled(self) -> None:
         rng = self.rng
         for at in range(self.start + 17 * 60, self.end, 6 * 3600):
-            self.play(PRUNE, "prune", event="schedule", branch="main", sha=self.main_sha(at), actor="wikid82",
-                      title=PRUNE.name, created=at + rng.randint(120, 1200))
+            source = _Source("schedule", "main", self.main_sha(at), "wikid82", PRUNE.name)
+            self.play(PRUNE, "prune", source, created=at + rng.randint(120, 1200))
         for at in range(self.start + 2 * 3600, self.end, 86400):
-            self.play(NIGHTLY, "nightly", event="schedule", branch="main", sha=self.main_sha(at), actor="wikid82",
-                      title=NIGHTLY.name, created=at + rng.randint(120, 1200))
+            source = _Source("schedule", "main", self.main_sha(at), "wikid82", NIGHTLY.name)
+            self.play(NIGHTLY, "nightly", source, created=at + rng.randint(120, 1200))
 
     def main_sha(self, at: int) -> str:
         index = bisect.bisect_right(self.main_pushes, (at, "g"))

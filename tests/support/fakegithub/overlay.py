@@ -163,7 +163,7 @@ class Overlay:
 
     def check(self, operation_id: str | None, status: int, body: bytes) -> str | None:
         """None when `body` fits the overlay (or the overlay does not cover this response), else the problem."""
-        if status != 200 or operation_id not in self.document["x-operations"] or not body:
+        if status != 200 or operation_id is None or operation_id not in self.document["x-operations"] or not body:
             return None
         digest = hashlib.sha256(operation_id.encode() + b"\0" + body).digest()
         if digest in self._valid:
