@@ -179,6 +179,23 @@ def test_redundant_builds_before_the_migration_and_one_after(history: History) -
             assert builds_per_sha[run.head_sha] == 1
 
 
+def test_only_a_newer_commit_on_the_same_pull_request_cancels_and_only_where_the_workflow_says(
+        history: History) -> None:
+    commits = {pull.number: pull.commits for pull in history.pulls}
+    cancelled = [run for run in history.runs if any(a.conclusion == "cancelled" for a in run.attempts)]
+    assert len(cancelled) >= 50
+    for run in cancelled:
+        assert run.workflow.cancel_in_progress and run.event == "pull_request" and run.pull is not None
+        shas = commits[run.pull.number]
+        assert shas.index(run.head_sha) < len(shas) - 1  # a newer commit came
+        attempt = next(a for a in run.attempts if a.conclusion == "cancelled")
+        newer = min(r.created_at for r in history.runs if r.pull is run.pull and r.head_sha == shas[
+            shas.index(run.head_sha) + 1])
+        ended = max(j.completed_at for j in attempt.jobs if j.completed_at)
+        # The newer commit's runs are created 0-20 s after it is pushed; the cancel lands 2-8 s after the push.
+        assert newer - timedelta(seconds=20) <= ended <= newer + timedelta(seconds=40)
+
+
 def test_workflow_run_integrations_follow_each_completed_build_attempt(history: History) -> None:
     triggered = [r for r in history.runs if r.event == "workflow_run"]
     assert len(triggered) >= 200

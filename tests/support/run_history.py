@@ -17,8 +17,9 @@ for such a day hits the runs list's 1,000-result cap.
 Commits: pushes to `main` (also the merge commits of PRs), `development` and `feature/*` branches, and pull
 requests with one to six commits (head branches `feature/*`, `fix/*`, `renovate/*`; about one PR in eight
 comes from a fork `contributor-N/charon`, `GenRun.head_repo` set, GitHub shows no `pull_requests` for it).
-A new commit on a PR cancels the previous commit's runs of workflows with `cancel_in_progress` still running
-(conclusion `cancelled`). Each commit starts, at its time:
+A new commit on a PR cancels the previous commit's runs still running of the workflows with
+`GenWorkflow.cancel_in_progress` (docker-build, e2e, quality-checks, and integrations started by the commit's
+own event; not those started by `workflow_run`): conclusion `cancelled`. Each commit starts, at its time:
 
 | workflow file (name) | role | on | jobs (`needs` in brackets) |
 |---|---|---|---|
@@ -38,7 +39,8 @@ a fork PR from a `feature/...` branch triggers them too). Before `migrated_at` (
 window) they run on the commit's own event with their own `build-image` job and `integration-test`
 [build-image], and e2e has its own `build` job: six build jobs per PR commit. From `migrated_at` on they run on
 `workflow_run`: one run per integration workflow each time an attempt of the commit's docker-build run
-completes (re-runs and cancellations included), created 3-20 s after it, with one `integration-test` job that
+completes (re-runs and cancellations included), created 6-23 s after that attempt's last job completed
+(`created_at` > the build attempt's jobs' `completed_at`), with one `integration-test` job that
 is skipped when that build attempt did not succeed (all jobs skipped -> run conclusion `skipped`).
 `GenRun.trigger` is then the build `GenRun` and `GenRun.trigger_attempt` its attempt number.
 
@@ -54,8 +56,8 @@ integration-test (after migration) and e2e shards (after migration); a pull step
 (later steps `skipped`, post steps still run); a skipped pull step (job cancelled first) is no attempt.
 Cleanup: container-prune's `prune` job, whose step "Prune registry (charon-ci/action-prune)" succeeds or fails.
 
-Attempts: attempt 1 starts 0-3 s after `created_at`. A failed or timed-out attempt (not a cancelled one, not on
-a superseded PR commit) is re-run with probability 0.4 after 5-180 min (up to attempt 3): "Re-run failed jobs"
+Attempts: attempt 1 starts 0-3 s after `created_at`. A failed or timed-out attempt (not a cancelled one) is
+re-run with probability 0.4, 5-180 min after its `updated_at` (up to attempt 3): "Re-run failed jobs"
 (`GenAttempt.rerun == "failed"`) carries the jobs that succeeded into the new attempt unchanged (same times
 and steps, `GenJob.carried` True) and re-runs the others; "Re-run all jobs" (`"all"`) re-runs every job. 1% of
 successful attempts are re-run in full. `created_at` stays the first attempt's; each attempt has its own
@@ -281,10 +283,10 @@ CODEQL = GenWorkflow("codeql.yml", "CodeQL", "other")
 PRUNE = GenWorkflow("container-prune.yml", "Container Registry Prune", "prune")
 NIGHTLY = GenWorkflow("nightly-build.yml", "Nightly Build", "nightly")
 INTEGRATIONS = (
-    (GenWorkflow("crowdsec-integration.yml", "Integration Test: CrowdSec", "integration"), True),
-    (GenWorkflow("cerberus-integration.yml", "Integration Test: Cerberus", "integration"), False),
-    (GenWorkflow("waf-integration.yml", "Integration Test: WAF", "integration"), True),
-    (GenWorkflow("rate-limit-integration.yml", "Integration Test: Rate Limit", "integration"), False),
+    (GenWorkflow("crowdsec-integration.yml", "Integration Test: CrowdSec", "integration", True), True),
+    (GenWorkflow("cerberus-integration.yml", "Integration Test: Cerberus", "integration", True), False),
+    (GenWorkflow("waf-integration.yml", "Integration Test: WAF", "integration", True), True),
+    (GenWorkflow("rate-limit-integration.yml", "Integration Test: Rate Limit", "integration", True), False),
 )  # (workflow, names its pull step)
 WORKFLOWS = [DOCKER_BUILD, E2E, SUPPLY_CHAIN, SECURITY, QUALITY, CODEQL, PRUNE, NIGHTLY,
              *(flow for flow, _ in INTEGRATIONS)]
@@ -536,6 +538,8 @@ class _Generator:
              upstream_ok: bool = True) -> GenRun | None:
         rng = self.rng
         specs = SHAPES[shape]
+        if not flow.cancel_in_progress:
+            cancel_at = None
         first = self.sim.attempt(specs, 1, created + rng.randint(0, 3), upstream_ok=upstream_ok, cancel_at=cancel_at)
         if first is None:
             return None
@@ -578,11 +582,11 @@ class _Generator:
                           cancel_at=cancel_at)
         if is_pr:
             self.play(E2E, "e2e:new" if migrated else "e2e:old", common, created=gap(), cancel_at=cancel_at)
-            self.play(SUPPLY_CHAIN, "supply-chain", common, created=gap())
-            self.play(SECURITY, "security", common, created=gap())
+            self.play(SUPPLY_CHAIN, "supply-chain", common, created=gap(), cancel_at=cancel_at)
+            self.play(SECURITY, "security", common, created=gap(), cancel_at=cancel_at)
         self.play(QUALITY, "quality", common, created=gap(), cancel_at=cancel_at)
         if event == "push" and branch == "main":
-            self.play(CODEQL, "codeql", common, created=gap())
+            self.play(CODEQL, "codeql", common, created=gap(), cancel_at=cancel_at)
         if not (branch in {"main", "development"} or branch.startswith("feature/")):
             return
         if not migrated:
