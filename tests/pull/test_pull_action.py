@@ -4,6 +4,10 @@ engine, the fake GitHub for runs and artifacts. Where the image comes from, and 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.fixtures.events import derive
@@ -206,3 +210,21 @@ def test_needs_job_pulls_the_builds_digest(action_runner: ActionRunner, fake_git
     digests = world.engine.api.inspect_image(w.LOCAL)["RepoDigests"]
     assert any(d.endswith(index.digest) for d in digests)
     assert world.proxy.seen(f"/manifests/{index.digest}", agent=ENGINE)
+
+
+def test_the_command_line_without_an_event_prints_the_outputs(world: PullWorld, repository: str,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    """`charon-ci pull-image` outside a runner: an image and a revision are enough (no event, no GITHUB_OUTPUT)."""
+    pushed = world.push(repository, "sha-5a6b7c8", revision=w.SHA)
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "RUNNER_TEMP": str(tmp_path),
+        "DOCKER_HOST": world.docker_host,
+        "INPUT_IMAGE": f"{world.name(repository)}:sha-5a6b7c8", "INPUT_EXPECTED-REVISION": w.SHA[:7],
+        "INPUT_LOCAL-TAG": "cli-test:local",
+    }  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "charon_ci", "pull-image"], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert printed["source"] == "registry" and printed["image-id"] == pushed.config.digest
+    assert world.image_id("cli-test:local") == pushed.config.digest

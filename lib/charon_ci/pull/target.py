@@ -50,13 +50,16 @@ class _Event:
 def resolve(settings: PullSettings, env: Mapping[str, str]) -> PullTarget:
     """The target for these settings and this job's event; one clear ActionFailure when it cannot be known."""
     event_name = env.get("GITHUB_EVENT_NAME", "").strip()
-    needs_event = (
-        settings.image is None
-        or settings.expected_revision is None
-        or settings.artifact_name is None
-        or event_name == "workflow_run"
-    )
-    event = _read_event(settings, env) if needs_event else None
+    needs_event = settings.image is None or settings.expected_revision is None or event_name == "workflow_run"
+    event: _Event | None = None
+    if needs_event:
+        event = _read_event(settings, env)
+    elif settings.artifact_name is None and event_name:
+        # Only the artifact's default name would come from the event: without it, the registry still works.
+        try:
+            event = _read_event(settings, env)
+        except gha.ActionFailure as failure:
+            gha.info(f"no default artifact name from the {event_name} event: {failure.message}")
     if event is not None and event.context.upstream is not None:
         _check_trust(settings, event.context)
 
