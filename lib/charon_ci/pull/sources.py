@@ -73,7 +73,7 @@ class Attempts:
 
 @dataclass
 class Toolkit:
-    """The edges, replaceable in tests: time, randomness, the log."""
+    """The edges a test may replace: time and randomness."""
 
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -105,7 +105,7 @@ def obtain(
     for source in order:
         try:
             if source == "registry":
-                return _from_registry(settings, target, engine, env, attempts, tools, reason)
+                return _from_registry(settings, target, engine, attempts, tools, reason)
             return _from_artifact(settings, target, engine, env, attempts, reason)
         except SourceUnavailable as unavailable:
             attempts.failures.append(f"{unavailable.source}: {unavailable.message}")
@@ -160,7 +160,6 @@ def _from_registry(
     settings: PullSettings,
     target: PullTarget,
     engine: Engine,
-    env: Mapping[str, str],
     attempts: Attempts,
     tools: Toolkit,
     reason: str,
