@@ -148,6 +148,7 @@ def test_tag_missing_goes_to_the_artifact_at_once(action_runner: ActionRunner, f
     assert [r.status for r in fake_github.storage_requests] == [200]
     assert all("authorization" not in r.headers for r in fake_github.storage_requests)
     assert "from the **artifact**" in result.summary and "manifest unknown" in result.summary
+    assert "matches the digest GitHub recorded" in result.summary  # the zip's sha256 was checked
 
 
 def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: ActionRunner,
