@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.composite import ActionRunner, HarnessError, evaluate, parse_commands, parse_file_command
+from tests.support.composite import (
+    ActionRunner,
+    HarnessError,
+    NestedCall,
+    evaluate,
+    evaluate_condition,
+    parse_commands,
+    parse_file_command,
+)
 from tests.support.composite_fixtures import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "tests" / "data" / "sample-action"
@@ -44,8 +52,9 @@ def test_undeclared_input_is_a_test_bug(action_runner: ActionRunner) -> None:
 
 @pytest.mark.parametrize(
     "expression",
-    ["${{ inputs.who || 'x' }}", "${{ secrets.TOKEN }}", "${{ github.nope }}", "${{ steps.nope.outputs.a }}",
-     "${{ toJSON(github) }}", "${{ inputs }}"],
+    ["${{ inputs.who > 'x' }}", "${{ secrets.TOKEN }}", "${{ github.nope }}", "${{ steps.nope.outputs.a }}",
+     "${{ toJSON(github) }}", "${{ inputs }}", "${{ inputs['who'] }}", "${{ inputs.who == }}", "${{ (inputs.who }}",
+     "${{ success() && inputs.who }}", "${{ }}"],
 )
 def test_unknown_expressions_fail(expression: str) -> None:
     context = {"inputs": {"who": "a"}, "github": {"token": "t"}, "steps": {}, "env": {}}
@@ -72,3 +81,117 @@ def test_workflow_commands_are_parsed_and_unescaped() -> None:
         ("error", {"title": "A: b, c"}, "x\ny"),
         ("add-mask", {}, "s"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("steps.s.outputs.missing || steps.s.outputs.o", "1"),
+        ("steps.s.outputs.o || steps.s.outputs.missing", "1"),
+        ("steps.s.outputs.missing || steps.t.outputs.missing", ""),
+        ("inputs.who && 'yes'", "yes"),
+        ("steps.s.outputs.missing && 'yes'", ""),
+        ("inputs.flag == 'TRUE'", "true"),  # strings compare without regard to case
+        ("inputs.flag != 'true'", "false"),
+        ("!inputs.flag", "false"),
+        ("!steps.s.outputs.missing", "true"),
+        ("steps.s.outputs.o == 1", "true"),  # a string and a number compare as numbers
+        ("steps.s.outputs.missing == 0", "true"),  # null is 0
+        ("inputs.who == 0", "false"),  # 'a' is NaN as a number
+        ("env.UNSET == null", "true"),
+        ("(inputs.who == 'b' || inputs.flag == 'true') && 'both'", "both"),
+        ("'it''s'", "it's"),
+        ("true && false", "false"),
+    ],
+)
+def test_operators_evaluate_as_on_the_runner(expression: str, expected: str) -> None:
+    context = {"inputs": {"who": "a", "flag": "true"}, "steps": {"s": {"outputs": {"o": "1"}}, "t": {"outputs": {}}},
+               "env": {}}  # fmt: skip
+    assert evaluate("${{ " + expression + " }}", context) == expected
+
+
+def test_if_conditions_with_and_without_braces() -> None:
+    context = {"steps": {"b": {"outputs": {"needs": "true"}}}}
+    assert evaluate_condition("steps.b.outputs.needs == 'true'", context) is True
+    assert evaluate_condition("${{ steps.b.outputs.needs != 'true' }}", context) is False
+    assert evaluate_condition(False, context) is False
+
+
+NESTED_ACTION = """
+name: nested
+description: a composite with a conditional nested action
+inputs:
+  want:
+    description: whether to call the nested action
+    default: "no"
+outputs:
+  got:
+    description: what the last step saw
+    value: ${{ steps.first.outputs.value || steps.nested.outputs.value }}
+runs:
+  using: composite
+  steps:
+    - id: first
+      shell: bash
+      env:
+        WANT: ${{ inputs.want }}
+      run: if [ "$WANT" = no ]; then echo value=from-first >> "$GITHUB_OUTPUT"; fi
+    - id: nested
+      if: steps.first.outputs.value == ''
+      uses: example/tool@0123456789abcdef0123456789abcdef01234567 # v1.0.0
+      with:
+        flag: false
+        who: ${{ inputs.want }}
+    - id: after
+      if: ${{ steps.nested.outcome == 'success' }}
+      shell: bash
+      run: echo "/added/by/after" >> "$GITHUB_PATH"
+"""
+
+
+def write_nested_action(tmp_path: Path) -> Path:
+    folder = tmp_path / "nested-action"
+    folder.mkdir()
+    (folder / "action.yml").write_text(NESTED_ACTION)
+    return folder
+
+
+def test_a_step_skipped_by_its_condition_needs_no_stand_in(action_runner: ActionRunner, tmp_path: Path) -> None:
+    result = action_runner.run(write_nested_action(tmp_path))
+    assert result.succeeded, result.stderr
+    assert [(step.id, step.skipped) for step in result.steps] == [("first", False), ("nested", True), ("after", True)]
+    assert result.outputs == {"got": "from-first"}
+    assert result.path_added == []
+
+
+def test_a_nested_action_is_played_by_the_tests_stand_in(action_runner: ActionRunner, tmp_path: Path) -> None:
+    calls: list[NestedCall] = []
+
+    def stand_in(call: NestedCall) -> dict[str, str]:
+        calls.append(call)
+        return {"value": "from-stand-in"}
+
+    result = action_runner.run(write_nested_action(tmp_path), {"want": "yes"}, nested={"example/tool": stand_in})
+    assert result.succeeded, result.stderr
+    assert [call.uses for call in calls] == ["example/tool@0123456789abcdef0123456789abcdef01234567"]
+    assert calls[0].with_inputs == {"flag": "false", "who": "yes"}  # YAML false reaches the action as "false"
+    assert result.outputs == {"got": "from-stand-in"}
+    assert [step.skipped for step in result.steps] == [False, False, False]
+    assert result.path_added == ["/added/by/after"]
+
+
+def test_a_nested_action_without_a_stand_in_is_a_test_bug(action_runner: ActionRunner, tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="cannot run another action"):
+        action_runner.run(write_nested_action(tmp_path), {"want": "yes"})
+
+
+def test_env_none_removes_a_runner_variable(action_runner: ActionRunner, tmp_path: Path) -> None:
+    folder = tmp_path / "env-action"
+    folder.mkdir()
+    (folder / "action.yml").write_text(
+        "name: env\ndescription: prints a variable\noutputs:\n  seen:\n    description: it\n"
+        "    value: ${{ steps.p.outputs.seen }}\nruns:\n  using: composite\n  steps:\n    - id: p\n"
+        "      shell: bash\n      run: echo \"seen=${CI-unset}\" >> \"$GITHUB_OUTPUT\"\n"
+    )
+    assert action_runner.run(folder).outputs == {"seen": "true"}
+    assert action_runner.run(folder, env={"CI": None}).outputs == {"seen": "unset"}

@@ -80,9 +80,9 @@ def test_action_yml_passes_inputs_only_through_env_and_bootstraps_as_action_tag_
     definition = yaml.safe_load((ACTION / "action.yml").read_text())
     tag_definition = yaml.safe_load((ACTION.parent / "action-tag" / "action.yml").read_text())
     steps = definition["runs"]["steps"]
-    assert steps[0] == tag_definition["runs"]["steps"][0]  # the same bootstrap, so it changes in one place
+    assert steps[:3] == tag_definition["runs"]["steps"][:3]  # the same bootstrap, so it changes in one place
     for step in steps:
-        assert "${{" not in step["run"]
+        assert "${{" not in step.get("run", "")
     env = steps[-1]["env"]
     inputs = definition["inputs"]
     assert {f"INPUT_{name.upper()}": f"${{{{ inputs.{name} }}}}" for name in inputs}.items() <= env.items()
