@@ -15,6 +15,7 @@ from . import api_actions, api_packages, api_pulls
 from .context import Context
 from .contract import Contract, Violation
 from .faults import Faults
+from .overlay import shared_overlay
 from .ratelimit import ANONYMOUS_LIMIT, PrimaryLimits, Snapshot
 from .routes import DOCS, ApiError, Halt, Request, Response, Router, not_found
 
@@ -78,6 +79,7 @@ class Api:
         self.checked: Counter[str | None] = Counter()
         # Test hook: operationId -> function(body bytes) -> bytes, applied before the contract check.
         self.corruptors: dict[str, Callable[[bytes], bytes]] = {}
+        self.overlay = shared_overlay()
 
     # --- budget keys -----------------------------------------------------------------------------------------
     @staticmethod
@@ -207,6 +209,8 @@ class Api:
             response.body = corrupt(response.body)
         problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
                                       response.body)
+        if problem is None:  # runs/jobs bodies also answer to the stricter overlay (overlay.py)
+            problem = self.overlay.check(request.operation, response.status, response.body)
         self.checked[request.operation] += 1
         if problem is None:
             return response

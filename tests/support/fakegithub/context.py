@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from .clock import Clock
 from .render import Urls
@@ -19,6 +20,16 @@ class Settings:
     runs_cap_requires_filter: bool = False
     # Lifetime of the signed artifact URL behind the 302, in simulated seconds.
     artifact_url_ttl: float = 60.0
+    # Link header of a runs page whose query matched more than runs_result_cap runs. GitHub does not document
+    # it; "no-last" (default) gives prev/next/first over the reachable pages and no rel="last", since the
+    # true last page cannot be reached; "capped" adds rel="last" at the last reachable page; "total" computes
+    # every link from total_count, so next/last lead past the cap to pages that come back empty.
+    runs_capped_links: Literal["no-last", "capped", "total"] = "no-last"
+    # `GET /runs/{id}/jobs?filter=latest`: "attempt" = jobs of the run's latest attempt only (GitHub since May
+    # 2025); "per-name" = the newest job of each name across all attempts (the meaning before).
+    jobs_latest: Literal["attempt", "per-name"] = "attempt"
+    # GitHub is closing `/runs/{id}/timing` down: True answers it 410 Gone.
+    timing_gone: bool = False
 
 
 @dataclass
