@@ -186,6 +186,20 @@ class ApiFetcher:
 # ------------------------------------------------------------------------------------------ collecting
 
 
+def probe_runs(newest_first: Iterable[Run]) -> dict[int, Run]:
+    """workflow id -> the run whose steps tell what the workflow does: its newest successful run, else its
+    newest completed one."""
+    succeeded: dict[int, Run] = {}
+    completed: dict[int, Run] = {}
+    for run in newest_first:
+        if not run.completed:
+            continue
+        completed.setdefault(run.workflow_id, run)
+        if run.conclusion == "success":
+            succeeded.setdefault(run.workflow_id, run)
+    return {workflow_id: succeeded.get(workflow_id, run) for workflow_id, run in completed.items()}
+
+
 @dataclass
 class Collected:
     history: History
@@ -265,16 +279,12 @@ def collect(
 
     newest_first = sorted(runs, key=lambda run: (run.created_at, run.id), reverse=True)
 
-    # 1. Pull and prune workflows not named: look at the newest completed run of each other workflow.
+    # 1. Pull and prune workflows not named: look at one completed run of each workflow, the newest that
+    # succeeded (a failed or skipped run may have skipped the very job that pulls), else the newest.
     probed: dict[int, tuple[bool, bool]] = {}
     if named_pull is None or named_prune is None:
         cached = reusable.probed if reusable is not None else {}
-        candidates: dict[int, Run] = {}
-        for run in newest_first:
-            if run.workflow_id in build or not run.completed:
-                continue
-            candidates.setdefault(run.workflow_id, run)
-        for workflow_id, probe in sorted(candidates.items()):
+        for workflow_id, probe in sorted(probe_runs(newest_first).items()):
             if workflow_id in cached:
                 probed[workflow_id] = cached[workflow_id]
                 result.roles.recognised[workflow_id] = "recognised by an earlier metrics run"
@@ -291,7 +301,8 @@ def collect(
     result.roles.pull = named_pull if named_pull is not None else frozenset(w for w, (p, _) in probed.items() if p)
     result.roles.prune = named_prune if named_prune is not None else frozenset(w for w, (_, q) in probed.items() if q)
 
-    # 2. Build runs (timed), 3. other build-job runs (counted), 4. prune runs, 5. the pull sample.
+    # 2. Build runs (timed), 3. other build-job runs (counted), 4. prune runs, 5. pull runs: those known from
+    # the previous metrics (free), then the newest `pull-sample` of those not read yet.
     for run in newest_first:
         if run.workflow_id in build:
             read(run)
@@ -303,7 +314,11 @@ def collect(
             read(run)
     pull_runs = [run for run in newest_first if run.workflow_id in result.roles.pull and run.completed]
     result.pull_runs = len(pull_runs)
-    chosen = pull_runs if settings.pull_sample == 0 else pull_runs[: settings.pull_sample]
+    for run in pull_runs:
+        if run.id in previous and run.id not in history.jobs:
+            read(run)
+    unread = [run for run in pull_runs if run.id not in history.jobs]
+    chosen = unread if settings.pull_sample == 0 else unread[: settings.pull_sample]
     result.pull_sampled = [run.id for run in chosen]
     for run in chosen:
         read(run)

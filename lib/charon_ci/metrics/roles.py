@@ -3,7 +3,9 @@
 Build workflows are named by the user (a name or a file name). Pull and prune workflows are named too, or
 recognised from their job steps: a step whose name matches `pull-step-pattern` / `prune-step-pattern`. A
 `uses:` step without a `name:` is shown by GitHub as `Run OWNER/charon-ci/action-pull-image@REF`, which the
-default patterns match; a named step is matched by its name (`Pull image`). Pure: no I/O.
+default patterns match, as they match a named step that says what it runs (`Pull image
+(charon-ci/action-pull-image)`). The API does not say which action a step used: the name is all there is.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass, field
 from charon_ci import gha
 from charon_ci.metrics.model import Job, Step, Workflow
 
-DEFAULT_PULL_STEP_PATTERN = r"(?i)action-pull-image|\bpull[ -]image\b"
-DEFAULT_PRUNE_STEP_PATTERN = r"(?i)action-prune|\bprune\b|registry cleanup"
+# GitHub's name for an unnamed `uses:` step is `Run OWNER/charon-ci/action-pull-image@REF`; a named step
+# matches when its name says which action it runs: `Pull image (charon-ci/action-pull-image)`.
+DEFAULT_PULL_STEP_PATTERN = r"charon-ci/action-pull-image\b"
+DEFAULT_PRUNE_STEP_PATTERN = r"charon-ci/action-prune\b"
 DEFAULT_BUILD_JOB_PATTERN = r"(?i)build"
 
 

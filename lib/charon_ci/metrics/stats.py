@@ -7,7 +7,8 @@ Definitions (documented for users in action-metrics/README.md and the JSON Schem
 - Build time: per successful attempt of a build-workflow run, from the attempt's `run_started_at` to the
   last `completed_at` of its jobs. Attempts that did not succeed are counted by conclusion, not timed.
 - Queue time: a job's `started_at - created_at`; execution time: `completed_at - started_at`; for the jobs
-  that ran (not skipped, started) in completed attempts of build runs. A negative span (GitHub's clocks,
+  that ran in completed attempts of build runs (not skipped, and not cancelled before it started, which
+  shows as no time between `started_at` and `completed_at`). A negative span (GitHub's clocks,
   or a skipped job "completing" before it started) is left out and counted as an anomaly.
 - Failure rate: failed attempts / decided attempts of build runs, where failed = failure, timed_out or
   startup_failure and decided = failed + success; every conclusion is shown beside it.
@@ -15,7 +16,8 @@ Definitions (documented for users in action-metrics/README.md and the JSON Schem
 - Builds per commit: per head sha, the jobs matching `build-job-pattern` that ran, in every attempt of every
   build-job workflow's runs; over the commits with at least one.
 - Pull / cleanup success: steps matching the pull / prune pattern in the jobs of the pull / prune runs
-  read: success / (success + failed); skipped and cancelled steps are shown apart.
+  read: success / (success + failed), a step cancelled by its job's timeout counting as failed (timed_out);
+  skipped and other cancelled steps are shown apart.
 - CI time per PR head commit: from the first run created on the sha to the last run's end (its last job's
   `completed_at` when its jobs were read, else its `updated_at`), once every run on the sha completed.
 Percentiles interpolate linearly between the two nearest ranks (as numpy's default does).
@@ -121,8 +123,19 @@ def attempt_jobs(jobs: Sequence[Job], attempts: Mapping[int, Attempt]) -> dict[i
     return result
 
 
-def _job_ran(job: Job) -> bool:
-    return job.started_at is not None and job.conclusion != "skipped"
+def job_ran(job: Job) -> bool:
+    """Skipped jobs, and jobs cancelled before they started (no time between started_at and completed_at),
+    did not run."""
+    if job.started_at is None or job.conclusion == "skipped":
+        return False
+    return job.conclusion != "cancelled" or (job.completed_at is not None and job.completed_at > job.started_at)
+
+
+def step_outcome(job: Job, conclusion: str | None) -> str:
+    """A step's conclusion for a success rate: a step cancelled because its job timed out failed."""
+    if conclusion == "cancelled" and job.conclusion == "timed_out":
+        return "timed_out"
+    return conclusion or "none"
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -241,9 +254,8 @@ def compute(
     build = _build_times(read_build_runs, history, split)
     failures = _failures(build_runs, read_build_runs, history)
     per_commit = _builds_per_commit(history, roles, split, build_job_pattern)
-    sample = set(pull_sample) if pull_sample is not None else None
-    pulls = _step_rate(history, roles.pull, split, pull_pattern, sample)
-    cleanups = _step_rate(history, roles.prune, split, prune_pattern, None)
+    pulls = _step_rate(history, roles.pull, split, pull_pattern)
+    cleanups = _step_rate(history, roles.prune, split, prune_pattern)
     ci_time = _ci_time(history, split)
     daily = _daily(history, build, read_build_runs)
     workflows = _workflow_runs(history)
@@ -282,7 +294,7 @@ def _build_times(
                 continue
             ran, carried = split[run.id].get(number, ([], []))
             for job in ran:
-                if not _job_ran(job) or job.started_at is None:
+                if not job_ran(job) or job.started_at is None:
                     continue
                 waited = job.started_at - job.created_at
                 if waited < 0:
@@ -354,7 +366,7 @@ def _builds_per_commit(
         if run.workflow_id not in roles.build_jobs or run.id not in split:
             continue
         for ran, _carried in split[run.id].values():
-            counts[run.head_sha] += sum(1 for job in ran if _job_ran(job) and pattern.search(job.name))
+            counts[run.head_sha] += sum(1 for job in ran if job_ran(job) and pattern.search(job.name))
     per_commit = {sha: count for sha, count in counts.items() if count > 0}
     distribution = Counter(per_commit.values())
     return BuildsPerCommit(per_commit, Summary.of(per_commit.values()), dict(sorted(distribution.items())))
@@ -365,14 +377,13 @@ def _step_rate(
     workflows: frozenset[int],
     split: Mapping[int, Mapping[int, tuple[list[Job], list[Job]]]],
     pattern: re.Pattern[str],
-    sample: set[int] | None,
 ) -> StepRate:
     runs = [run for run in history.runs if run.workflow_id in workflows and run.completed]
-    read = [run for run in runs if run.id in split and (sample is None or run.id in sample)]
+    read = [run for run in runs if run.id in split]
     steps: Counter[str] = Counter()
     for run in read:
         for ran, _carried in split[run.id].values():
-            steps.update(step.conclusion or step.status for _job, step in matching_steps(ran, pattern))
+            steps.update(step_outcome(job, step.conclusion) for job, step in matching_steps(ran, pattern))
     failed = sum(steps[c] for c in FAILED_CONCLUSIONS)
     success = steps[SUCCESS]
     failure_rate = rate(success, failed)
