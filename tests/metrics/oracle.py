@@ -116,6 +116,7 @@ def expect(
     for run in probe_window:
         probe_by_file[run.workflow.file].append(run)
     probes = {file: probe(runs) for file, runs in probe_by_file.items()}
+
     def uses(run: GenRun | None, action: str) -> bool:
         return run is not None and any(True for attempt in run.attempts for _ in pull_steps(attempt, action))
 
