@@ -42,8 +42,8 @@ def test_a_dump_recomputes_the_same_numbers_offline_and_other_thresholds_judge_t
     assert offline.doc["requests"]["offline"] is True and offline.outputs["requests-used"] == "0"
     assert offline.doc["window"] == online.doc["window"]
 
-    stricter = run_metrics(None, tmp_path / "strict", env=offline_env,
-                           **{"from-dump": str(dump), "max-build-minutes": "5", "fail-on-threshold": "true"})  # fmt: skip
+    strict = {"from-dump": str(dump), "max-build-minutes": "5", "fail-on-threshold": "true"}
+    stricter = run_metrics(None, tmp_path / "strict", env=offline_env, **strict)
     assert stricter.code == 1
     assert "Build time above threshold" in [e.properties["title"] for e in stricter.errors]
     assert stricter.outputs["breaches"] == "3" and stricter.reports, "files and outputs are written before failing"
