@@ -24,7 +24,7 @@ PRUNE = re.compile(r"charon-ci/action-prune\b")
 
 @pytest.mark.parametrize("size", [2, 3, 10, 101, 1000])
 def test_percentiles_interpolate_as_the_standard_library_does(size: int) -> None:
-    rng = random.Random(size)
+    rng = random.Random(size)  # noqa: S311 - reproducible test data
     values = [rng.uniform(0, 5000) for _ in range(size)]
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     summary = Summary.of(values)
