@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.events import derive
 from tests.pull import world as w
 from tests.pull.world import PullWorld, pr_consumer, run_pull
@@ -100,13 +102,37 @@ def test_503_inside_the_engines_pull_stream_is_retried(action_runner: ActionRunn
     assert "the engine's pull" in result.stdout
 
 
-def test_429_toomanyrequests_is_retried(action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld,
-                                        repository: str, tmp_path: Path) -> None:  # fmt: skip
+@pytest.mark.parametrize(("status", "code"), [(429, "TOOMANYREQUESTS"), (503, "UNAVAILABLE")])
+def test_retry_after_is_honoured(action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld,
+                                 repository: str, tmp_path: Path, status: int, code: str) -> None:  # fmt: skip
+    """GHCR's `429 toomanyrequests` (and a 503) with `Retry-After: 3`: the next attempt waits the 3 s the
+    registry asked for, not the 0-1 s full jitter alone would draw."""
     world.push(repository, revision=w.SHA)
-    world.proxy.fail_next(1, 429, code="TOOMANYREQUESTS", headers={"Retry-After": "1"})
+    rule = world.proxy.fail_next(1, status, path=f"/manifests/{w.TAG}", code=code, headers={"Retry-After": "3"})
     result = pull(action_runner, fake_github, world, tmp_path, repository, build_run(fake_github))
     assert_ok(result, "registry")
-    assert result.outputs["attempts"] == "2"
+    assert rule.fired == 1 and result.outputs["attempts"] == "2"
+    assert "retrying in 3.0 s; the registry asked for 3 s with Retry-After" in result.stdout
+    refused, retried = world.proxy.seen(f"/manifests/{w.TAG}", agent="python-requests")[:2]
+    assert refused.status == status and refused.injected and not retried.injected
+    assert retried.at - refused.at >= 2.9  # a sleep only overshoots: this bound cannot flake
+
+
+def test_retry_after_past_the_deadline_goes_to_the_artifact_at_once(
+    action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path
+) -> None:
+    """Asked to come back in 60 s with 5 s of registry-timeout: no retry that would only be refused again."""
+    pushed = world.push(repository, revision=w.SHA)
+    run_id = build_run(fake_github)
+    add_artifact(fake_github, world, run_id, pushed, f"{world.name(repository)}:{w.TAG}", tmp_path)
+    rule = world.proxy.fail_next(100, 429, path=f"/manifests/{w.TAG}", code="TOOMANYREQUESTS",
+                                 headers={"Retry-After": "60"})  # fmt: skip
+    result = pull(action_runner, fake_github, world, tmp_path, repository, run_id, **{"registry-timeout": "5s"})
+    assert_ok(result, "artifact")
+    assert rule.fired == 1 and result.outputs["attempts"] == "2"  # one registry attempt, then the artifact
+    assert "the registry asked to wait 60 s with Retry-After, but only" in result.stdout
+    assert "of registry-timeout 5 s are left" in result.stdout
+    assert "Retry-After" in result.summary and "from the **artifact**" in result.summary
 
 
 def test_permanent_error_inside_the_pull_stream_goes_to_the_artifact(
