@@ -34,12 +34,14 @@ _REGISTRY_REQUEST_TIMEOUT = 30.0
 
 
 class SourceUnavailable(Exception):
-    """This source has no usable image; `message` says what was tried and what answered."""
+    """This source has no usable image; `message` says what was tried and what answered. `refused`: it had
+    one, but its bytes or contents were refused (a hostile or corrupt artifact), not merely missing."""
 
-    def __init__(self, source: Source, message: str) -> None:
+    def __init__(self, source: Source, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.source = source
         self.message = message
+        self.refused = refused
 
 
 class ProofFailed(gha.ActionFailure):
@@ -104,6 +106,7 @@ def obtain(
         if target.artifact_first
         else "the registry is the first source"
     )
+    refused = False
     for source in order:
         try:
             if source == "registry":
@@ -113,8 +116,10 @@ def obtain(
             attempts.failures.append(f"{unavailable.source}: {unavailable.message}")
             gha.info(f"{unavailable.source}: {unavailable.message}")
             reason = f"the {unavailable.source} failed: {unavailable.message}"
+            refused = refused or unavailable.refused
     raise gha.ActionFailure(
-        "Image not found",
+        # a refused artifact is a finding about what the build handed over, not a missing image
+        "Image artifact refused" if refused else "Image not found",
         f"{target.image} could not be obtained from any source. Tried " + "; ".join(attempts.failures) + ".",
     )
 
@@ -260,7 +265,7 @@ def _from_artifact(
 ) -> Obtained:
     from charon_ci import github
     from charon_ci.pull.archive import load_artifact
-    from charon_ci.pull.artifact import ArtifactError, ArtifactQuery, fetch_artifact
+    from charon_ci.pull.artifact import ArchiveError, ArtifactError, ArtifactQuery, fetch_artifact
 
     if target.run_id is None:
         raise SourceUnavailable("artifact", f"no run to look in: {target.run_origin}")
@@ -292,7 +297,7 @@ def _from_artifact(
             )
         loaded = load_artifact(engine.api, downloaded, member=settings.artifact_file, expected_image=expected_image)
     except ArtifactError as refused:
-        raise SourceUnavailable("artifact", f"{where}: {refused}") from None
+        raise SourceUnavailable("artifact", f"{where}: {refused}", refused=isinstance(refused, ArchiveError)) from None
     except github.GithubError as failed:
         raise SourceUnavailable("artifact", f"{where}: {failed}") from None
     finally:
