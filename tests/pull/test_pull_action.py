@@ -4,10 +4,12 @@ engine, the fake GitHub for runs and artifacts. Where the image comes from, and 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,8 @@ def test_registry_hit(action_runner: ActionRunner, fake_github: FakeGitHub, worl
     ours = [s.path for s in world.proxy.seen(agent="python-requests")]
     assert ours[0].endswith(f"/manifests/{w.TAG}") and any(pushed.config.digest in p for p in ours)
     assert world.proxy.seen(f"/manifests/{w.TAG}", agent=ENGINE)
-    assert "from the **registry**" in result.summary and "revision proven" in result.summary
+    assert "from the **registry** (the registry is the first source)" in result.summary
+    assert "revision proven" in result.summary
     # one line per layer finished, never a line per chunk
     layer_lines = [line for line in result.stdout.splitlines() if line.startswith("layer ")]
     assert len(layer_lines) == len(pushed.layers) + 1  # podman reports the config blob too
@@ -148,6 +151,7 @@ def test_permanent_error_inside_the_pull_stream_goes_to_the_artifact(
     assert len(world.proxy.seen(f"/manifests/{w.TAG}", agent=ENGINE)) == 1
     assert result.outputs["attempts"] == "2"  # one registry attempt, one artifact
     assert "denied" in result.stdout
+    assert "from the **artifact** (the registry failed: the engine's pull" in result.summary
 
 
 # --- the artifact ---------------------------------------------------------------------------------------------
@@ -175,6 +179,9 @@ def test_tag_missing_goes_to_the_artifact_at_once(action_runner: ActionRunner, f
     assert all("authorization" not in r.headers for r in fake_github.storage_requests)
     assert "from the **artifact**" in result.summary and "manifest unknown" in result.summary
     assert "matches the digest GitHub recorded" in result.summary  # the zip's sha256 was checked
+    served = fake_github.state.runs[run_id].artifacts[0].data
+    with zipfile.ZipFile(io.BytesIO(served)) as archive:  # streamed as upload-artifact v4 streams it
+        assert [(e.filename, bool(e.flag_bits & 0x08)) for e in archive.infolist()] == [("charon-pr-image.tar", True)]
 
 
 def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: ActionRunner,
@@ -191,6 +198,9 @@ def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: Ac
     assert int(result.outputs["attempts"]) >= 3  # at least two registry attempts, then the artifact
     assert "registry-timeout 2 s" in result.stdout
     assert world.image_id(w.LOCAL) == pushed.config.digest
+    # the summary says where the image came from and why: the registry stayed down past the deadline
+    assert "from the **artifact** (the registry failed: " in result.summary
+    assert "ConnectionError" in result.summary and "registry-timeout 2 s" in result.summary
 
 
 def test_fork_pr_workflow_run_takes_the_artifact_first(action_runner: ActionRunner, fake_github: FakeGitHub,
@@ -216,6 +226,9 @@ def test_fork_pr_workflow_run_takes_the_artifact_first(action_runner: ActionRunn
     notices = [c.message for c in result.commands if c.name == "notice"]
     assert any(f"fork {owner}/octo-repo" in n for n in notices)
     assert world.proxy.seen("/manifests/") == []
+    assert f"from the **artifact** (the build ran for the fork {owner}/octo-repo, which cannot push to GHCR)" in (
+        result.summary
+    )
     assert fake_github.count("GET", operation="pulls/list") >= 1  # the fork's PR number, looked up as action-tag does
 
 

@@ -312,3 +312,41 @@ def test_run_id_artifact_name_glob_and_artifact_file_choose_the_image(
     assert {c.path.split("/")[-2] for c in listings} == {str(upstream.run_id)}
     assert artifact_requests(fake_github) == 1  # a glob lists every artifact of the run, once
     world.forget(local_tag, upstream.expected)
+
+
+def test_the_api_answering_429_with_retry_after_is_waited_out(
+    action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path,
+    upstream: Upstream, local_tag: str,
+) -> None:  # fmt: skip
+    """GitHub's secondary limit on the listing (429, `retry-after: 2`): waited out, then the artifact loads."""
+    zipped = w.zip_like_upload_artifact({"image.tar": upstream.tar.read_bytes()})
+    fake_github.add_artifact(fake_github.state.runs[upstream.run_id], w.ARTIFACT, zipped)
+    fake_github.faults.secondary_next(1, status=429, retry_after=2, operation="actions/list-workflow-run-artifacts")
+    result = pull(action_runner, fake_github, world, tmp_path, repository, upstream.run_id, local_tag)
+    assert result.succeeded, result.stdout + result.stderr
+    assert result.outputs["source"] == "artifact" and world.image_id(local_tag) == upstream.image_id
+    refused, listed = fake_github.calls("GET", operation="actions/list-workflow-run-artifacts")
+    assert (refused.status, listed.status) == (429, 200)
+    assert listed.at - refused.at >= 1.9  # the fake's clock runs in real time here; a sleep only overshoots
+    world.forget(local_tag, upstream.expected)
+
+
+def test_a_private_repository_without_access_names_actions_read(
+    action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path,
+    local_tag: str,
+) -> None:  # fmt: skip
+    """No token that may read the private repository's runs: GitHub answers 404, and the error says which
+    permission the job needs."""
+    pushed = world.push(repository, None, revision=w.SHA)
+    fake_github.add_repo(w.REPO, private=True)
+    run = fake_github.add_run(w.REPO, "build.yml", event="pull_request", head_sha=w.SHA, head_branch=w.BRANCH)
+    expected = f"{world.name(repository)}:{w.TAG}"
+    archive = world.saved_archive(pushed, expected, tmp_path / "image.tar")
+    fake_github.add_artifact(run, w.ARTIFACT, w.zip_like_upload_artifact({"image.tar": archive}))
+    before = engine_state(world)
+    result = run_pull(action_runner, fake_github, world, tmp_path,
+                      {"image-name": world.name(repository), "local-tag": local_tag},
+                      payload=pr_consumer(run.id), env={"GITHUB_TOKEN": ""})  # fmt: skip
+    message = assert_refused(result, action_runner, world, before, local_tag)
+    assert f"Listing the artifacts of run {run.id} of {w.REPO} failed: GitHub answered 404 Not Found" in message
+    assert f"the job's token needs `permissions: actions: read` on {w.REPO}" in message
