@@ -107,6 +107,20 @@ def test_a_pre_v4_artifact_without_digest_loads_and_says_it_is_not_verified(
     world.forget(local_tag, upstream.expected)
 
 
+def test_an_unzipped_zstd_archive_loads(
+    action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path,
+    upstream: Upstream, local_tag: str,
+) -> None:  # fmt: skip
+    """upload-artifact's `archive: false`: the `docker save | zstd` file itself, no zip; known by its bytes."""
+    packed = artifacts.zstd_file(upstream.tar, tmp_path / "charon.tar.zst")
+    fake_github.add_artifact(fake_github.state.runs[upstream.run_id], w.ARTIFACT, packed.read_bytes())
+    result = pull(action_runner, fake_github, world, tmp_path, repository, upstream.run_id, local_tag)
+    assert result.succeeded, result.stdout + result.stderr
+    assert result.outputs["source"] == "artifact" and world.image_id(local_tag) == upstream.image_id
+    assert leftovers(action_runner) == []
+    world.forget(local_tag, upstream.expected)
+
+
 def test_an_expired_artifact_is_one_clear_error(
     action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path,
     upstream: Upstream, local_tag: str,
