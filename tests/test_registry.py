@@ -8,9 +8,11 @@ images pushed to the loopback `docker-registry` by tests/support/images.py.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 
 from charon_ci import oci
 from charon_ci.registry import (
+    MAX_RETRY_AFTER,
     DigestMismatch,
     InvalidResponse,
     ManifestUnknown,
@@ -34,6 +37,7 @@ from charon_ci.registry import (
     Unauthorized,
     Unsupported,
     parse_image_reference,
+    retry_after_seconds,
 )
 from tests.support import services
 from tests.support.images import ImageFactory, PushedImage, PushedIndex
@@ -606,6 +610,56 @@ def test_retries_transient_failures_then_gives_a_typed_error(fake: FakeRegistry)
     fake.route = lambda *_: (500, {}, b"")
     with pytest.raises(RegistryUnavailable):
         RegistryClient(fake.host, sleep=slept.append, retries=1).get_manifest("a/b", "x")
+
+
+def test_errors_carry_the_retry_after_hint(fake: FakeRegistry) -> None:
+    """The caller that retries under its own deadline (retries=0) learns when the registry wants it back."""
+    client = RegistryClient(fake.host, retries=0)
+    limited = error_reply(429, "TOOMANYREQUESTS", "slow down")
+    fake.route = lambda *_: (429, {**limited[1], "Retry-After": "12"}, limited[2])
+    with pytest.raises(RateLimited) as refused:
+        client.get_manifest("a/b", "x")
+    assert refused.value.retry_after == 12.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    fake.route = lambda *_: (503, {"Retry-After": later}, b"")
+    with pytest.raises(RegistryUnavailable) as unavailable:
+        client.resolve("a/b", "x")
+    assert unavailable.value.retry_after is not None and 25.0 <= unavailable.value.retry_after <= 30.0
+    fake.route = lambda *_: (429, {"Retry-After": "99999999"}, b"")
+    with pytest.raises(RateLimited) as huge:
+        client.get_manifest("a/b", "x")
+    assert huge.value.retry_after == MAX_RETRY_AFTER
+    fake.route = lambda *_: limited
+    with pytest.raises(RateLimited) as silent:
+        client.get_manifest("a/b", "x")
+    assert silent.value.retry_after is None
+    with pytest.raises(RegistryUnavailable) as down:
+        RegistryClient("127.0.0.1:9", retries=0).get_manifest("a/b", "x")
+    assert down.value.retry_after is None  # no answer, no hint
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("", None),
+        ("0", 0.0),
+        (" 120 ", 120.0),
+        ("3601", 3600.0),  # capped
+        ("9" * 400, 3600.0),
+        ("-5", None),
+        ("1.5", None),  # delta-seconds is a whole number
+        ("\u00b2", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # an HTTP date, 30 s after `now`
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already passed: no wait
+        ("Wed, 21 Oct 2015 07:28:30 -0000", None),  # no zone: not an HTTP date
+        ("Wed, 21 Oct 2999 07:28:30 GMT", 3600.0),
+    ],
+)
+def test_retry_after_header_values(header: str | None, seconds: float | None) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert retry_after_seconds(header, now=now) == seconds
 
 
 def test_connection_refused_is_registry_unavailable() -> None:

@@ -9,6 +9,7 @@ scope. Credentials and tokens are never put in messages or logs.
 from __future__ import annotations
 
 import base64
+import email.utils
 import ipaddress
 import json
 import time
@@ -28,17 +29,26 @@ MAX_TAG_PAGES = 10_000
 MAX_INDEX_DEPTH = 4  # an index of indexes of indexes...; deeper nesting is refused, not followed forever
 _TOKEN_TTL_DEFAULT = 60  # seconds; what the distribution token spec says to assume without expires_in
 _TOKEN_EXPIRY_MARGIN = 10
+# The longest wait a `Retry-After` hint is read as: a garbled or hostile value cannot ask for days.
+MAX_RETRY_AFTER = 3600.0
 # Docker Hub's API does not live at the name people write in image references.
 _HOST_ALIASES = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
 
 class RegistryError(Exception):
-    """A request the registry refused or could not answer; `status` and `code` come from its answer."""
+    """A request the registry refused or could not answer; `status` and `code` come from its answer.
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    `retry_after`: the seconds the answer's `Retry-After` header asked the client to wait before trying again
+    (429 and 503 carry it), at most MAX_RETRY_AFTER; None when it sent none or none that can be read.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.retry_after = retry_after
 
 
 class NotFound(RegistryError):
@@ -546,6 +556,7 @@ class RegistryClient:
     @staticmethod
     def _error(response: requests.Response, what: str) -> RegistryError:
         status = response.status_code
+        hint = retry_after_seconds(response.headers.get("Retry-After"))
         code: str | None = None
         detail = ""
         try:
@@ -559,20 +570,38 @@ class RegistryClient:
             response.close()
         message = f"{what}: {status}" + (f" {code}" if code else "") + (f" ({detail})" if detail else "")
         if code == "MANIFEST_UNKNOWN" or (status == 404 and "/manifests/" in what and code is None):
-            return ManifestUnknown(message, status=status, code=code)
+            return ManifestUnknown(message, status=status, code=code, retry_after=hint)
         if code == "NAME_UNKNOWN":
-            return NameUnknown(message, status=status, code=code)
+            return NameUnknown(message, status=status, code=code, retry_after=hint)
         if status == 404:
-            return NotFound(message, status=status, code=code)
+            return NotFound(message, status=status, code=code, retry_after=hint)
         if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
-            return Unauthorized(message, status=status, code=code)
+            return Unauthorized(message, status=status, code=code, retry_after=hint)
         if status == 405 or code == "UNSUPPORTED":
-            return Unsupported(message, status=status, code=code)
+            return Unsupported(message, status=status, code=code, retry_after=hint)
         if status == 429 or code == "TOOMANYREQUESTS":
-            return RateLimited(message, status=status, code=code)
+            return RateLimited(message, status=status, code=code, retry_after=hint)
         if status >= 500:
-            return RegistryUnavailable(message, status=status, code=code)
-        return RegistryError(message, status=status, code=code)
+            return RegistryUnavailable(message, status=status, code=code, retry_after=hint)
+        return RegistryError(message, status=status, code=code, retry_after=hint)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The wait a `Retry-After` header asks for, in seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3),
+    at most MAX_RETRY_AFTER, never negative; None when the header is absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is not one
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def parse_image_reference(reference: str, default_registry: str = "docker.io") -> tuple[str, str, str]:

@@ -133,9 +133,9 @@ def test_a_run_without_artifacts_says_so(fake_github: FakeGitHub, tmp_path: Path
 def test_an_expired_artifact_is_refused_from_the_listing(fake_github: FakeGitHub, tmp_path: Path) -> None:
     gh = fake_github
     run = gh.add_run(REPO)
-    gh.add_artifact(
-        run, "image-pr-7", b"x", created_at=time.time() - 3 * DAY, expires_at=time.time() - DAY, expired=True
-    )
+    # expired a day ago by the fake's clock: GitHub lists it with `expired: true` and would answer 410
+    now = gh.clock.now()
+    gh.add_artifact(run, "image-pr-7", b"x", created_at=now - 3 * DAY, expires_at=now - DAY)
 
     with pytest.raises(ArtifactError, match=r"'image-pr-7' of run \d+ of wikid82/charon expired on \d{4}-\d\d-\d\d"):
         fetch_artifact(client_for(gh), query(run.id, "image-pr-7", tmp_path))
@@ -150,6 +150,14 @@ def test_an_artifact_past_its_expiry_time_is_refused_even_before_github_flags_it
     run = gh.add_run(REPO)
     gh.add_artifact(run, "image-pr-7", b"x", created_at=time.time() - 3 * DAY, expires_at=time.time() - 60)
 
+    def not_flagged_yet(body: dict[str, Any]) -> dict[str, Any]:
+        # GitHub's `expired` flag lags its `expires_at`: the fake flags by its clock, so unflag it here
+        for item in body["artifacts"]:
+            assert item["expired"] is True
+            item["expired"] = False
+        return body
+
+    gh.corrupt("actions/list-workflow-run-artifacts", not_flagged_yet)
     with pytest.raises(ArtifactError, match="expired on"):
         fetch_artifact(client_for(gh), query(run.id, "image-pr-7", tmp_path))
     assert gh.count("GET", operation="actions/download-artifact") == 0
@@ -160,15 +168,14 @@ def test_an_artifact_that_expires_between_listing_and_download_says_410_in_plain
 ) -> None:
     gh = fake_github
     run = gh.add_run(REPO)
-    gh.add_artifact(run, "image-pr-7", b"x", expired=True)
+    gh.add_artifact(run, "image-pr-7", b"x", expires_at=gh.clock.now() + 300)
 
-    def still_listed_as_valid(body: dict[str, Any]) -> dict[str, Any]:
-        for item in body["artifacts"]:
-            item["expired"] = False
-            item["expires_at"] = "2999-01-01T00:00:00Z"
+    def time_passes(body: dict[str, Any]) -> dict[str, Any]:
+        assert [item["expired"] for item in body["artifacts"]] == [False]  # listed with five minutes to live
+        gh.clock.advance(600)  # ... which are over when the download asks
         return body
 
-    gh.corrupt("actions/list-workflow-run-artifacts", still_listed_as_valid)
+    gh.corrupt("actions/list-workflow-run-artifacts", time_passes)
     with pytest.raises(ArtifactError, match=r"410 Gone, the artifact has expired .* Re-run the build"):
         fetch_artifact(client_for(gh), query(run.id, "image-pr-7", tmp_path))
     assert gh.count("GET", operation="actions/download-artifact", status=410) == 1
@@ -237,11 +244,11 @@ def test_an_artifact_without_digest_is_downloaded_and_reported_unverified(
 ) -> None:
     gh = fake_github
     run = gh.add_run(REPO)
-    gh.add_artifact(run, "image-pr-7", b"uploaded by upload-artifact v3")
+    gh.add_artifact(run, "image-pr-7", b"uploaded by upload-artifact v3", upload_artifact_version=3)
 
     def pre_v4(body: dict[str, Any]) -> dict[str, Any]:
         for item in body["artifacts"]:
-            item["digest"] = None
+            assert item["digest"] is None  # what GitHub shows for uploads before v4
             item["size_in_bytes"] = 7  # v3 listed the files' total, not the zip's size
         return body
 
@@ -256,11 +263,11 @@ def test_an_artifact_without_digest_is_downloaded_and_reported_unverified(
 def test_an_artifact_without_digest_is_still_bounded_by_max_size(fake_github: FakeGitHub, tmp_path: Path) -> None:
     gh = fake_github
     run = gh.add_run(REPO)
-    gh.add_artifact(run, "image-pr-7", bytes(10_000))
+    gh.add_artifact(run, "image-pr-7", bytes(10_000), upload_artifact_version=3)
 
     def pre_v4(body: dict[str, Any]) -> dict[str, Any]:
         for item in body["artifacts"]:
-            item["digest"] = None
+            assert item["digest"] is None
             item["size_in_bytes"] = 10
         return body
 

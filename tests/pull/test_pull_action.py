@@ -4,11 +4,15 @@ engine, the fake GitHub for runs and artifacts. Where the image comes from, and 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from tests.fixtures.events import derive
 from tests.pull import world as w
@@ -69,7 +73,8 @@ def test_registry_hit(action_runner: ActionRunner, fake_github: FakeGitHub, worl
     ours = [s.path for s in world.proxy.seen(agent="python-requests")]
     assert ours[0].endswith(f"/manifests/{w.TAG}") and any(pushed.config.digest in p for p in ours)
     assert world.proxy.seen(f"/manifests/{w.TAG}", agent=ENGINE)
-    assert "from the **registry**" in result.summary and "revision proven" in result.summary
+    assert "from the **registry** (the registry is the first source)" in result.summary
+    assert "revision proven" in result.summary
     # one line per layer finished, never a line per chunk
     layer_lines = [line for line in result.stdout.splitlines() if line.startswith("layer ")]
     assert len(layer_lines) == len(pushed.layers) + 1  # podman reports the config blob too
@@ -100,13 +105,37 @@ def test_503_inside_the_engines_pull_stream_is_retried(action_runner: ActionRunn
     assert "the engine's pull" in result.stdout
 
 
-def test_429_toomanyrequests_is_retried(action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld,
-                                        repository: str, tmp_path: Path) -> None:  # fmt: skip
+@pytest.mark.parametrize(("status", "code"), [(429, "TOOMANYREQUESTS"), (503, "UNAVAILABLE")])
+def test_retry_after_is_honoured(action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld,
+                                 repository: str, tmp_path: Path, status: int, code: str) -> None:  # fmt: skip
+    """GHCR's `429 toomanyrequests` (and a 503) with `Retry-After: 3`: the next attempt waits the 3 s the
+    registry asked for, not the 0-1 s full jitter alone would draw."""
     world.push(repository, revision=w.SHA)
-    world.proxy.fail_next(1, 429, code="TOOMANYREQUESTS", headers={"Retry-After": "1"})
+    rule = world.proxy.fail_next(1, status, path=f"/manifests/{w.TAG}", code=code, headers={"Retry-After": "3"})
     result = pull(action_runner, fake_github, world, tmp_path, repository, build_run(fake_github))
     assert_ok(result, "registry")
-    assert result.outputs["attempts"] == "2"
+    assert rule.fired == 1 and result.outputs["attempts"] == "2"
+    assert "retrying in 3.0 s; the registry asked for 3 s with Retry-After" in result.stdout
+    refused, retried = world.proxy.seen(f"/manifests/{w.TAG}", agent="python-requests")[:2]
+    assert refused.status == status and refused.injected and not retried.injected
+    assert retried.at - refused.at >= 2.9  # a sleep only overshoots: this bound cannot flake
+
+
+def test_retry_after_past_the_deadline_goes_to_the_artifact_at_once(
+    action_runner: ActionRunner, fake_github: FakeGitHub, world: PullWorld, repository: str, tmp_path: Path
+) -> None:
+    """Asked to come back in 60 s with 5 s of registry-timeout: no retry that would only be refused again."""
+    pushed = world.push(repository, revision=w.SHA)
+    run_id = build_run(fake_github)
+    add_artifact(fake_github, world, run_id, pushed, f"{world.name(repository)}:{w.TAG}", tmp_path)
+    rule = world.proxy.fail_next(100, 429, path=f"/manifests/{w.TAG}", code="TOOMANYREQUESTS",
+                                 headers={"Retry-After": "60"})  # fmt: skip
+    result = pull(action_runner, fake_github, world, tmp_path, repository, run_id, **{"registry-timeout": "5s"})
+    assert_ok(result, "artifact")
+    assert rule.fired == 1 and result.outputs["attempts"] == "2"  # one registry attempt, then the artifact
+    assert "the registry asked to wait 60 s with Retry-After, but only" in result.stdout
+    assert "of registry-timeout 5 s are left" in result.stdout
+    assert "Retry-After" in result.summary and "from the **artifact**" in result.summary
 
 
 def test_permanent_error_inside_the_pull_stream_goes_to_the_artifact(
@@ -122,6 +151,7 @@ def test_permanent_error_inside_the_pull_stream_goes_to_the_artifact(
     assert len(world.proxy.seen(f"/manifests/{w.TAG}", agent=ENGINE)) == 1
     assert result.outputs["attempts"] == "2"  # one registry attempt, one artifact
     assert "denied" in result.stdout
+    assert "from the **artifact** (the registry failed: the engine's pull" in result.summary
 
 
 # --- the artifact ---------------------------------------------------------------------------------------------
@@ -149,6 +179,9 @@ def test_tag_missing_goes_to_the_artifact_at_once(action_runner: ActionRunner, f
     assert all("authorization" not in r.headers for r in fake_github.storage_requests)
     assert "from the **artifact**" in result.summary and "manifest unknown" in result.summary
     assert "matches the digest GitHub recorded" in result.summary  # the zip's sha256 was checked
+    served = fake_github.state.runs[run_id].artifacts[0].data
+    with zipfile.ZipFile(io.BytesIO(served)) as archive:  # streamed as upload-artifact v4 streams it
+        assert [(e.filename, bool(e.flag_bits & 0x08)) for e in archive.infolist()] == [("charon-pr-image.tar", True)]
 
 
 def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: ActionRunner,
@@ -165,6 +198,9 @@ def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: Ac
     assert int(result.outputs["attempts"]) >= 3  # at least two registry attempts, then the artifact
     assert "registry-timeout 2 s" in result.stdout
     assert world.image_id(w.LOCAL) == pushed.config.digest
+    # the summary says where the image came from and why: the registry stayed down past the deadline
+    assert "from the **artifact** (the registry failed: " in result.summary
+    assert "ConnectionError" in result.summary and "registry-timeout 2 s" in result.summary
 
 
 def test_fork_pr_workflow_run_takes_the_artifact_first(action_runner: ActionRunner, fake_github: FakeGitHub,
@@ -190,6 +226,9 @@ def test_fork_pr_workflow_run_takes_the_artifact_first(action_runner: ActionRunn
     notices = [c.message for c in result.commands if c.name == "notice"]
     assert any(f"fork {owner}/octo-repo" in n for n in notices)
     assert world.proxy.seen("/manifests/") == []
+    assert f"from the **artifact** (the build ran for the fork {owner}/octo-repo, which cannot push to GHCR)" in (
+        result.summary
+    )
     assert fake_github.count("GET", operation="pulls/list") >= 1  # the fork's PR number, looked up as action-tag does
 
 

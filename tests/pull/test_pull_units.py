@@ -72,6 +72,26 @@ def test_deadline_cuts_the_wait_and_then_says_stop() -> None:
     assert Deadline(0.0).wait_before_retry(1, Backoff(), rng) is None  # registry-timeout 0: one attempt
 
 
+def test_retry_after_is_a_floor_under_the_jitter_within_the_deadline() -> None:
+    now = [100.0]
+    deadline = Deadline(60.0, clock=lambda: now[0])
+    backoff = Backoff(base=1.0, cap=2.0)
+    rng = random.Random(5)  # noqa: S311
+    # jitter alone would wait at most 2 s: the registry's hint is honoured instead
+    assert [deadline.wait_before_retry(n, backoff, rng, retry_after=7.0) for n in (1, 2, 3)] == [7.0] * 3
+    # a hint shorter than the jitter does not shorten it
+    waits = [deadline.wait_before_retry(2, Backoff(base=4.0, cap=4.0), rng, retry_after=0.0) for _ in range(200)]
+    assert all(w is not None and 0.0 <= w <= 4.0 for w in waits) and max(w or 0.0 for w in waits) > 3.0
+    # the hint fits exactly in what is left: waited, up to the deadline and not past it
+    now[0] = 150.0
+    assert deadline.wait_before_retry(1, backoff, rng, retry_after=10.0) == 10.0
+    # more than is left: stop now rather than retry before the registry is ready
+    assert deadline.wait_before_retry(1, backoff, rng, retry_after=10.5) is None
+    assert deadline.wait_before_retry(1, backoff, rng) is not None  # without the hint there is still time
+    now[0] = 160.0
+    assert deadline.wait_before_retry(1, backoff, rng, retry_after=0.0) is None
+
+
 @pytest.mark.parametrize(
     ("label", "expected", "status"),
     [

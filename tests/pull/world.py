@@ -6,16 +6,15 @@ real image, zipped as upload-artifact v4 zips it).
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.fixtures.events import derive
 from tests.pull.registry_proxy import RegistryProxy
-from tests.support import images
+from tests.support import artifacts, images
 from tests.support.composite import ActionResult, ActionRunner
 from tests.support.composite_fixtures import REPO_ROOT
 from tests.support.fakegithub import FakeGitHub
@@ -80,12 +79,10 @@ class PullWorld:
 
 
 def zip_like_upload_artifact(files: dict[str, bytes]) -> bytes:
-    """A zip as upload-artifact v4 writes it: deflate at its default level 6, paths relative to the root."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+    """A zip as upload-artifact v4 writes it: streamed (sizes in data descriptors), deflate at its default
+    level 6, paths relative to the root."""
+    with tempfile.TemporaryDirectory() as scratch:
+        return artifacts.upload_artifact_zip(Path(scratch) / "artifact.zip", files).read_bytes()
 
 
 def pr_consumer(run_id: int, sha: str = SHA, *, conclusion: str = "success") -> dict[str, Any]:

@@ -38,7 +38,7 @@ class ArtifactError(gha.ActionFailure):
 
 
 class ArchiveError(ArtifactError):
-    """The artifact was downloaded, but its contents were refused or the engine could not load them."""
+    """The artifact was downloaded, but its bytes or contents were refused or the engine could not load them."""
 
     def __init__(self, message: str, *, title: str = "Image artifact refused") -> None:
         super().__init__(message, title=title)
@@ -145,7 +145,7 @@ def _explain_download_failure(
 ) -> ArtifactError:
     what = f"Downloading the artifact {_shown(item.get('name'))} (id {item.get('id')}) of run {query.run_id}"
     if isinstance(failure, github.DownloadTooLarge):
-        return ArtifactError(f"{what} stopped: the storage sent more than the artifact's size ({failure.message}).")
+        return ArchiveError(f"{what} stopped: the storage sent more than the artifact's size ({failure.message}).")
     if failure.status == 410:
         return ArtifactError(
             f"{what} failed: GitHub answered 410 Gone, the artifact has expired (artifacts are kept 1 to 90 days, "
@@ -293,13 +293,14 @@ def fetch_artifact(
     except github.GithubError as failure:
         raise _explain_download_failure(query, chosen, failure) from None
     try:
+        # Bytes other than the ones GitHub recorded are refused like hostile contents, not as a missing artifact.
         if expected is not None and download.size != listed_size:
-            raise ArtifactError(
+            raise ArchiveError(
                 f"the artifact {_shown(name)} (id {artifact_id}) downloaded as {download.size} bytes, but GitHub "
                 f"lists it as {listed_size}; refused"
             )
         if expected is not None and download.sha256 != expected:
-            raise ArtifactError(
+            raise ArchiveError(
                 f"the artifact {_shown(name)} (id {artifact_id}) downloaded with sha256 {download.sha256}, but GitHub "
                 f"recorded sha256:{expected}; refused: the bytes are not what the build uploaded"
             )

@@ -1,8 +1,9 @@
 """Retrying the registry under one total deadline: exponential backoff with full jitter.
 
 Full jitter (a wait drawn uniformly from zero to the exponential ceiling) spreads the retries of many jobs
-that failed together, instead of sending them back in step as fixed 10 s retries do. No wait runs past the
-deadline and no attempt starts after it.
+that failed together, instead of sending them back in step as fixed 10 s retries do. A registry that says
+when to come back (`Retry-After` on a 429 or 503) is not asked sooner. No wait runs past the deadline and no
+attempt starts after it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ class Deadline:
     def expired(self) -> bool:
         return self.remaining() <= 0.0
 
-    def wait_before_retry(self, retry_number: int, backoff: Backoff, rng: random.Random) -> float | None:
-        """How long to wait before retry `retry_number`, cut to the time left; None when no time is left."""
+    def wait_before_retry(
+        self, retry_number: int, backoff: Backoff, rng: random.Random, retry_after: float | None = None
+    ) -> float | None:
+        """How long to wait before retry `retry_number`: the full-jitter delay, or the server's `retry_after`
+        when that is longer, cut to the time left. None when no time is left, or when `retry_after` asks for
+        more than is left (a retry before the server is ready would only be refused again)."""
         left = self.remaining()
-        if left <= 0.0:
+        if left <= 0.0 or (retry_after is not None and retry_after > left):
             return None
-        return min(backoff.delay(retry_number, rng), left)
+        return min(max(backoff.delay(retry_number, rng), retry_after or 0.0), left)

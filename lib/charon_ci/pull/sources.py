@@ -2,7 +2,8 @@
 cannot push to GHCR), each proven before it is tagged `local-tag`.
 
 Registry attempts are retried with full-jitter backoff under `registry-timeout` while the failure is
-transient; a permanent one (`manifest unknown`, denied, ...) moves to the artifact at once. A failed proof
+transient, never sooner than the registry's `Retry-After` asks (and not at all when it asks for more time
+than is left); a permanent one (`manifest unknown`, denied, ...) moves to the artifact at once. A failed proof
 (revision mismatch under `on-mismatch: fail`, a missing label, a digest that does not match) ends the run: it
 means a wrong image is there, not that none is. Whatever was pulled or loaded for a failed proof is untagged
 again, and `local-tag` is only ever set on a proven image.
@@ -33,12 +34,14 @@ _REGISTRY_REQUEST_TIMEOUT = 30.0
 
 
 class SourceUnavailable(Exception):
-    """This source has no usable image; `message` says what was tried and what answered."""
+    """This source has no usable image; `message` says what was tried and what answered. `refused`: it had
+    one, but its bytes or contents were refused (a hostile or corrupt artifact), not merely missing."""
 
-    def __init__(self, source: Source, message: str) -> None:
+    def __init__(self, source: Source, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.source = source
         self.message = message
+        self.refused = refused
 
 
 class ProofFailed(gha.ActionFailure):
@@ -103,6 +106,7 @@ def obtain(
         if target.artifact_first
         else "the registry is the first source"
     )
+    refused = False
     for source in order:
         try:
             if source == "registry":
@@ -112,8 +116,10 @@ def obtain(
             attempts.failures.append(f"{unavailable.source}: {unavailable.message}")
             gha.info(f"{unavailable.source}: {unavailable.message}")
             reason = f"the {unavailable.source} failed: {unavailable.message}"
+            refused = refused or unavailable.refused
     raise gha.ActionFailure(
-        "Image not found",
+        # a refused artifact is a finding about what the build handed over, not a missing image
+        "Image artifact refused" if refused else "Image not found",
         f"{target.image} could not be obtained from any source. Tried " + "; ".join(attempts.failures) + ".",
     )
 
@@ -189,19 +195,18 @@ def _from_registry(
         except DigestMismatch as lying:
             raise ProofFailed("Digest mismatch", f"{lying}. Nothing was pulled.") from None
         except RegistryError as failure:
-            transient, message = _transient(failure), str(failure)
+            transient, message, retry_after = _transient(failure), str(failure), failure.retry_after
         except PullFailed as failure:
+            # the engine's pull stream carries the registry's message, not its headers: no hint here
             transient, message = failure.transient, f"the engine's pull of {image.reference} failed: {failure}"
+            retry_after = None
         if not transient:
             raise SourceUnavailable("registry", f"{message} (permanent, attempt {attempts.registry})")
-        wait = deadline.wait_before_retry(attempts.registry, tools.backoff, tools.rng)
+        wait = deadline.wait_before_retry(attempts.registry, tools.backoff, tools.rng, retry_after)
         if wait is None:
-            raise SourceUnavailable(
-                "registry",
-                f"{message} (still failing after {attempts.registry} attempts in {deadline.elapsed():.1f} s; "
-                f"registry-timeout {settings.registry_timeout:g} s)",
-            )
-        gha.info(f"registry attempt {attempts.registry} failed ({message}); retrying in {wait:.1f} s")
+            raise SourceUnavailable("registry", _gave_up(message, attempts.registry, deadline, settings, retry_after))
+        asked = f"; the registry asked for {retry_after:g} s with Retry-After" if retry_after is not None else ""
+        gha.info(f"registry attempt {attempts.registry} failed ({message}); retrying in {wait:.1f} s{asked}")
         tools.sleep(wait)
     inspected = engine.inspect(image.reference)
     if inspected is None:
@@ -219,6 +224,17 @@ def _from_registry(
     )
     note = "" if attempts.registry == 1 else f", attempt {attempts.registry}"
     return Obtained("registry", image.reference, image_id, remote.digest, local.found, reason + note, local)
+
+
+def _gave_up(message: str, attempt: int, deadline: Deadline, settings: PullSettings, retry_after: float | None) -> str:
+    """Why the registry is given up on while its failure is transient: the deadline, or a wait past it."""
+    limit = f"registry-timeout {settings.registry_timeout:g} s"
+    if retry_after is not None and deadline.remaining() > 0.0:
+        return (
+            f"{message} (attempt {attempt}: the registry asked to wait {retry_after:g} s with Retry-After, but only "
+            f"{deadline.remaining():.1f} s of {limit} are left)"
+        )
+    return f"{message} (still failing after {attempt} attempts in {deadline.elapsed():.1f} s; {limit})"
 
 
 def _check_tag_names_digest(client: RegistryClient, tag: str, digest: str, target: PullTarget) -> None:
@@ -249,7 +265,7 @@ def _from_artifact(
 ) -> Obtained:
     from charon_ci import github
     from charon_ci.pull.archive import load_artifact
-    from charon_ci.pull.artifact import ArtifactError, ArtifactQuery, fetch_artifact
+    from charon_ci.pull.artifact import ArchiveError, ArtifactError, ArtifactQuery, fetch_artifact
 
     if target.run_id is None:
         raise SourceUnavailable("artifact", f"no run to look in: {target.run_origin}")
@@ -281,7 +297,7 @@ def _from_artifact(
             )
         loaded = load_artifact(engine.api, downloaded, member=settings.artifact_file, expected_image=expected_image)
     except ArtifactError as refused:
-        raise SourceUnavailable("artifact", f"{where}: {refused}") from None
+        raise SourceUnavailable("artifact", f"{where}: {refused}", refused=isinstance(refused, ArchiveError)) from None
     except github.GithubError as failed:
         raise SourceUnavailable("artifact", f"{where}: {failed}") from None
     finally:
