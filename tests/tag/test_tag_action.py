@@ -26,7 +26,7 @@ SHA = "5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b"
 DEFAULT_BRANCH_SHA = "dddddddddddddddddddddddddddddddddddddddd"  # GITHUB_SHA of a workflow_run consumer
 MERGE_SHA = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"  # GITHUB_SHA of a pull_request run
 IMAGES = "ghcr.io/octo-org/app\nghcr.io/octo-org/app-debug"
-COMPARED = ("tag", "tag-names", "tags", "sha", "short-sha", "pr-number", "kind")
+COMPARED = ("tag", "artifact-name", "tag-names", "tags", "sha", "short-sha", "pr-number", "kind")
 
 # A case's `setup` prepares the fake GitHub and may patch the payloads (the run id of a nightly).
 Setup = Callable[[FakeGitHub, "Case"], None]
@@ -238,8 +238,8 @@ def test_action_yml_passes_inputs_only_through_env() -> None:
     definition = yaml.safe_load((ACTION / "action.yml").read_text())
     inputs = set(definition["inputs"])
     assert inputs == {"images", "main-branch", "dev-branch", "nightly", "github-token"}
-    assert set(definition["outputs"]) == {"tag", "tag-names", "tags", "labels", "json", "sha", "short-sha",
-                                          "pr-number", "kind"}  # fmt: skip
+    assert set(definition["outputs"]) == {"tag", "artifact-name", "tag-names", "tags", "labels", "json", "sha",
+                                          "short-sha", "pr-number", "kind"}  # fmt: skip
     assert definition["inputs"]["github-token"]["default"] == "${{ github.token }}"
     steps = definition["runs"]["steps"]
     for step in steps:

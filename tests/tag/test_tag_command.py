@@ -17,7 +17,7 @@ from tests.fixtures.events import derive
 from tests.support.composite import parse_commands, parse_file_command
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-OUTPUT_NAMES = {"tag", "tag-names", "tags", "labels", "json", "sha", "short-sha", "pr-number", "kind"}
+OUTPUT_NAMES = {"tag", "artifact-name", "tag-names", "tags", "labels", "json", "sha", "short-sha", "pr-number", "kind"}
 
 
 class Run:
@@ -102,6 +102,13 @@ def test_main_branch_push(run_tag: Any) -> None:
     result = run_tag("push", derive.shared("push.4.json"), inputs={"main-branch": "master"})
     assert result.outputs["tag-names"] == "latest\nsha-6113728"
     assert (result.outputs["tag"], result.outputs["kind"], result.outputs["pr-number"]) == ("sha-6113728", "main", "")
+
+
+def test_artifact_name_is_image_and_the_primary_tag(run_tag: Any) -> None:
+    result = run_tag("push", derive.shared("push.4.json"), inputs={"main-branch": "master"})
+    assert result.outputs["artifact-name"] == "image-sha-6113728"
+    pr = run_tag("pull_request", derive.pull_request(9, SHA, "feature/x"), GITHUB_SHA="e" * 40)
+    assert pr.outputs["artifact-name"] == f"image-pr-9-{SHA[:7]}" == "image-" + pr.outputs["tag"]
 
 
 def test_without_github_output_the_json_is_printed(run_tag: Any) -> None:

@@ -23,7 +23,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["TagInputs", "TagResult", "compute", "decide_tags", "parse_inputs", "run"]
+__all__ = [
+    "ARTIFACT_PREFIX",
+    "TagInputs",
+    "TagResult",
+    "artifact_name",
+    "compute",
+    "decide_tags",
+    "parse_inputs",
+    "run",
+]
 
 HELP = """usage: charon-ci tag
 
@@ -34,6 +43,15 @@ GITHUB_API_URL; writes outputs to GITHUB_OUTPUT, or prints them as JSON when it 
 """
 
 _SERVER_URL = r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~/-]*)?"
+# The build uploads its image archive under `image-<primary tag>` and action-pull-image looks for the same
+# name, so neither side types it (Charon's consumers once loaded `charon-image.tar` from a build that wrote
+# `charon-pr-image.tar`). Tags are [A-Za-z0-9_.-], all allowed in artifact names.
+ARTIFACT_PREFIX = "image-"
+
+
+def artifact_name(primary_tag: str) -> str:
+    """The artifact name for a build whose primary tag is `primary_tag` (`pr-42-abc1234` -> `image-pr-42-abc1234`)."""
+    return ARTIFACT_PREFIX + primary_tag
 
 
 class TagInputs(Record):
@@ -69,6 +87,7 @@ class TagResult(Record):
         pr_number = self.tags.pr_number
         return {
             "tag": self.tags.primary,
+            "artifact-name": artifact_name(self.tags.primary),
             "tag-names": "\n".join(self.tags.names),
             "tags": "\n".join(tagging.image_references(self.images, self.tags.names)),
             "labels": tagging.format_labels(self.labels),
@@ -82,6 +101,7 @@ class TagResult(Record):
     def document(self) -> dict[str, object]:
         return {
             "tag": self.tags.primary,
+            "artifact-name": artifact_name(self.tags.primary),
             "tag-names": list(self.tags.names),
             "tags": tagging.image_references(self.images, self.tags.names),
             "labels": dict(self.labels),

@@ -1,0 +1,1 @@
+"""action-pull-image: the exact image the build made, from the registry or its artifact, proven by revision."""
