@@ -15,7 +15,7 @@ import requests
 from tests.support.fakegithub import Clock, FakeGitHub, FakeGitHubError
 from tests.support.fakegithub.fixtures import serve_fake_github
 
-ALL_OPERATIONS = 24
+ALL_OPERATIONS = 26
 TIMEOUT = 10
 
 
@@ -49,7 +49,8 @@ def populate(gh: FakeGitHub) -> dict[str, Any]:
     run = gh.add_run(repo, build, event="pull_request", head_branch="feature/x", head_sha=pull.head_sha,
                      pull_requests=[pull], run_attempt=2, created_at="2024-05-01T10:00:00Z")
     gh.add_job(run, "build (amd64)", run_attempt=1, conclusion="failure",
-               steps=[{"name": "Set up job", "started_at": run.run_started_at, "completed_at": run.run_started_at + 2}])
+               steps=[{"name": "Set up job", "started_at": run.run_started_at + 5,
+                       "completed_at": run.run_started_at + 7}])
     gh.add_job(run, "build (amd64)", labels=["macos-14"])
     gh.add_job(run, "self-hosted", labels=["self-hosted", "linux"], status="in_progress")
     fork_run = gh.add_run(repo, build, event="pull_request", head_branch="patch-1", head_sha=fork_pull.head_sha,
@@ -93,6 +94,7 @@ def test_every_operation_is_served_and_checked_against_the_contract(gh: FakeGitH
         ("GET", runs, 200), ("GET", f"{base}/repos/wikid82/charon/actions/workflows/docker-build.yml/runs", 200),
         ("GET", f"{base}/repos/wikid82/charon/actions/workflows", 200), ("GET", f"{runs}/{run_id}", 200),
         ("GET", f"{runs}/{run_id}/jobs?filter=all", 200), ("GET", f"{runs}/{run_id}/timing", 200),
+        ("GET", f"{runs}/{run_id}/attempts/1", 200), ("GET", f"{runs}/{run_id}/attempts/2/jobs", 200),
         ("GET", f"{runs}/{run_id}/artifacts", 200), ("GET", f"{base}/repos/wikid82/charon/actions/artifacts", 200),
         ("GET", f"{base}/repos/wikid82/charon/actions/artifacts/{artifact_id}/zip", 302),
         ("GET", f"{base}/repos/wikid82/charon/pulls?state=all", 200),

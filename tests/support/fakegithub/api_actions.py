@@ -1,17 +1,19 @@
-"""Actions: workflows, workflow runs (with GitHub's filters and 1,000-result cap), jobs, run timing,
-artifacts and the artifact download redirect."""
+"""Actions: workflows, workflow runs (with GitHub's filters and 1,000-result cap), run attempts, jobs (per
+attempt, `filter=latest` in today's or the pre-May-2025 meaning), run timing (switchable to 410), artifacts and
+the artifact download redirect."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 from . import render
 from .context import Context
 from .filters import FilterError, parse_created
 from .pagination import paginate
 from .routes import ApiError, Request, Response, Router, not_found
-from .state import Artifact, Repo, Run
+from .state import Artifact, Job, Repo, Run
 
 CONCLUSIONS = {"action_required", "cancelled", "failure", "neutral", "skipped", "stale", "success", "timed_out"}
 CAPPED_FILTERS = ("actor", "branch", "check_suite_id", "created", "event", "head_sha", "status")
@@ -64,22 +66,57 @@ def _filter_runs(ctx: Context, request: Request, runs: list[Run]) -> list[Run]:
                 continue
             if status not in CONCLUSIONS and run.status != status:
                 continue
-        if window is not None and run.created_at not in window:
+        # GitHub compares the created_at it shows, which has whole seconds.
+        if window is not None and math.floor(run.created_at) not in window:
             continue
         selected.append(run)
     selected.sort(key=lambda run: (run.created_at, run.id), reverse=True)
     return selected
 
 
+class _CappedView(Sequence[Run]):
+    """All matching runs as far as their count goes, but only the first `cap` can be read: pages past the cap
+    come back empty (Settings.runs_capped_links == "total")."""
+
+    def __init__(self, runs: list[Run], cap: int) -> None:
+        self._runs, self._cap = runs, cap
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    @overload
+    def __getitem__(self, index: int) -> Run: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Run]: ...
+
+    def __getitem__(self, index: int | slice) -> Run | Sequence[Run]:
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(len(self._runs))
+            return self._runs[min(start, self._cap):min(stop, self._cap)]
+        if index >= self._cap:
+            raise IndexError(index)
+        return self._runs[index]
+
+
+def _without_last(link: str | None) -> str | None:
+    kept = [part for part in (link or "").split(", ") if part and not part.endswith('rel="last"')]
+    return ", ".join(kept) or None
+
+
 def _runs_response(ctx: Context, request: Request, runs: list[Run]) -> Response:
     matching = _filter_runs(ctx, request, runs)
-    visible: list[Run] = matching
     filtered = any(request.arg(name) for name in CAPPED_FILTERS)
-    if filtered or not ctx.settings.runs_cap_requires_filter:
-        visible = matching[: ctx.settings.runs_result_cap]
+    cap = ctx.settings.runs_result_cap
+    capped = (filtered or not ctx.settings.runs_cap_requires_filter) and len(matching) > cap
     exclude = request.flag("exclude_pull_requests")
-    return _listing(request, "workflow_runs", visible, len(matching), ctx,
-                    lambda run: render.workflow_run(run, ctx.urls, exclude))
+    mode = ctx.settings.runs_capped_links
+    items: Sequence[Run] = _CappedView(matching, cap) if capped and mode == "total" else (
+        matching[:cap] if capped else matching)
+    page = paginate(items, request.query, ctx.urls.api, request.path)
+    link = _without_last(page.link) if capped and mode == "no-last" else page.link
+    body = {"total_count": len(matching),
+            "workflow_runs": [render.workflow_run(run, ctx.urls, exclude) for run in page.items]}
+    return Response.json(200, body, {"link": link} if link else None)
 
 
 def list_runs_for_repo(ctx: Context, request: Request) -> Response:
@@ -112,19 +149,62 @@ def get_run(ctx: Context, request: Request) -> Response:
         return Response.json(200, render.workflow_run(run, ctx.urls, request.flag("exclude_pull_requests")))
 
 
+def _attempt_number(request: Request, run: Run) -> int:
+    raw = request.params["attempt_number"]
+    number = int(raw) if raw.isdigit() else 0
+    if not 1 <= number <= run.run_attempt:
+        raise not_found()
+    return number
+
+
+def get_run_attempt(ctx: Context, request: Request) -> Response:
+    with ctx.state.lock:
+        run = _run_of(ctx, request, repo_of(ctx, request))
+        shown = run.as_attempt(_attempt_number(request, run))
+        assert shown is not None  # the number was checked
+        return Response.json(200, render.workflow_run(shown, ctx.urls, request.flag("exclude_pull_requests")))
+
+
+def _newest_of_each_name(run: Run) -> list[Job]:
+    # Before May 2025 `filter=latest` meant the most recent execution of each job, whichever attempt ran it.
+    newest: dict[str, Job] = {}
+    for job in run.jobs:
+        held = newest.get(job.name)
+        if held is None or (job.run_attempt, job.id) > (held.run_attempt, held.id):
+            newest[job.name] = job
+    return sorted(newest.values(), key=lambda job: job.id)
+
+
 def list_jobs(ctx: Context, request: Request) -> Response:
     job_filter = request.arg("filter", "latest")
     if job_filter not in {"latest", "all"}:
         raise ApiError(422, "Invalid value for `filter`: must be one of latest, all")
     with ctx.state.lock:
         run = _run_of(ctx, request, repo_of(ctx, request))
-        jobs = [j for j in run.jobs if job_filter == "all" or j.run_attempt == run.run_attempt]
+        if job_filter == "all":
+            jobs = list(run.jobs)
+        elif ctx.settings.jobs_latest == "per-name":
+            jobs = _newest_of_each_name(run)
+        else:
+            jobs = run.jobs_of(run.run_attempt)
         return _listing(request, "jobs", jobs, len(jobs), ctx, lambda j: render.job(j, ctx.urls))
+
+
+def list_attempt_jobs(ctx: Context, request: Request) -> Response:
+    with ctx.state.lock:
+        run = _run_of(ctx, request, repo_of(ctx, request))
+        jobs = run.jobs_of(_attempt_number(request, run))
+        return _listing(request, "jobs", jobs, len(jobs), ctx, lambda j: render.job(j, ctx.urls))
+
+
+TIMING_GONE = "This endpoint has been removed. Use the billing usage report instead."
 
 
 def run_timing(ctx: Context, request: Request) -> Response:
     with ctx.state.lock:
         run = _run_of(ctx, request, repo_of(ctx, request))
+        if ctx.settings.timing_gone:
+            raise ApiError(410, TIMING_GONE, "https://docs.github.com/rest/actions/workflow-runs#get-workflow-run-usage")
         return Response.json(200, render.workflow_run_usage(run))
 
 
@@ -167,6 +247,10 @@ def register(router: Router) -> None:
     router.add("GET", f"{repo}/workflows", "actions/list-repo-workflows", list_workflows, "repo")
     router.add("GET", f"{repo}/runs/{{run_id}}", "actions/get-workflow-run", get_run, "repo")
     router.add("GET", f"{repo}/runs/{{run_id}}/jobs", "actions/list-jobs-for-workflow-run", list_jobs, "repo")
+    router.add("GET", f"{repo}/runs/{{run_id}}/attempts/{{attempt_number}}", "actions/get-workflow-run-attempt",
+               get_run_attempt, "repo")
+    router.add("GET", f"{repo}/runs/{{run_id}}/attempts/{{attempt_number}}/jobs",
+               "actions/list-jobs-for-workflow-run-attempt", list_attempt_jobs, "repo")
     router.add("GET", f"{repo}/runs/{{run_id}}/timing", "actions/get-workflow-run-usage", run_timing, "repo")
     router.add("GET", f"{repo}/runs/{{run_id}}/artifacts", "actions/list-workflow-run-artifacts",
                list_run_artifacts, "repo")

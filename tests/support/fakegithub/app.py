@@ -15,6 +15,7 @@ from . import api_actions, api_packages, api_pulls
 from .context import Context
 from .contract import Contract, Violation
 from .faults import Faults, Refusal
+from .overlay import shared_overlay
 from .ratelimit import ANONYMOUS_LIMIT, PrimaryLimits, Snapshot
 from .routes import DOCS, ApiError, Halt, Request, Response, Router, not_found
 
@@ -80,6 +81,7 @@ class Api:
         self.corruptors: dict[str, Callable[[bytes], bytes]] = {}
         # Test hook: operationId -> function(headers) -> headers, applied before the contract check.
         self.header_corruptors: dict[str, Callable[[dict[str, str]], dict[str, str]]] = {}
+        self.overlay = shared_overlay()
 
     # --- budget keys -----------------------------------------------------------------------------------------
     @staticmethod
@@ -226,6 +228,8 @@ class Api:
             response.headers = corrupt_headers(dict(response.headers))
         problem = self.contract.check(request.operation, response.status, response.headers.get("content-type"),
                                       response.body, response.headers)
+        if problem is None:  # runs/jobs bodies also answer to the stricter overlay (overlay.py)
+            problem = self.overlay.check(request.operation, response.status, response.body)
         self.checked[request.operation] += 1
         if problem is None:
             return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from .clock import Clock
 from .render import Urls
@@ -21,6 +22,16 @@ class Settings:
     artifact_url_ttl: float = 60.0
     # GitHub answers an exhausted primary budget with 403 or 429 (its docs allow both): clients must take either.
     primary_limit_status: int = 403
+    # Link header of a runs page whose query matched more than runs_result_cap runs. GitHub does not document
+    # it; "no-last" (default) gives prev/next/first over the reachable pages and no rel="last", since the
+    # true last page cannot be reached; "capped" adds rel="last" at the last reachable page; "total" computes
+    # every link from total_count, so next/last lead past the cap to pages that come back empty.
+    runs_capped_links: Literal["no-last", "capped", "total"] = "no-last"
+    # `GET /runs/{id}/jobs?filter=latest`: "attempt" = jobs of the run's latest attempt only (GitHub since May
+    # 2025); "per-name" = the newest job of each name across all attempts (the meaning before).
+    jobs_latest: Literal["attempt", "per-name"] = "attempt"
+    # GitHub is closing `/runs/{id}/timing` down: True answers it 410 Gone.
+    timing_gone: bool = False
 
 
 @dataclass

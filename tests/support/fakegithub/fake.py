@@ -10,16 +10,18 @@ import secrets
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from .app import Api, RequestRecord
-from .clock import Clock, to_epoch
+from .clock import Clock, iso, to_epoch
 from .context import Context, Settings
 from .contract import Contract, Violation, shared_contract
 from .faults import Faults
 from .httpserver import LoopbackServer
+from .overlay import job_order_problem, run_order_problem, step_order_problem
 from .packages import MemoryBackend, RegistryBackend
 from .ratelimit import PrimaryLimits, Snapshot
 from .render import Urls
@@ -42,6 +44,40 @@ from .storage import ArtifactStorage
 
 Moment = float | str
 DAY = 86400.0
+
+
+def _lay_out_steps(steps: list[dict[str, object]], started: float, finished: float | None) -> list[dict[str, object]]:
+    """Steps given without times share the job's time in equal slices (a finished job), or wait (queued) in an
+    unfinished one, so that a step never sits outside its job."""
+    untimed = [step for step in steps if "started_at" not in step and "completed_at" not in step]
+    if finished is None:
+        for step in untimed:
+            step.setdefault("status", "queued")
+            step.setdefault("conclusion", None)
+        return steps
+    if untimed and finished >= started:
+        width = (finished - started) / len(untimed)
+        for index, step in enumerate(untimed):
+            step["started_at"] = started + index * width
+            step["completed_at"] = started + (index + 1) * width
+    return steps
+
+
+def _check_job_timeline(name: str, created: float, started: float, completed: float | None, conclusion: str | None,
+                        steps: list[dict[str, object]]) -> None:
+    problem = job_order_problem(created, started, completed, conclusion)
+    if problem:
+        raise ValueError(f"add_job {name!r}: {problem}")
+    if conclusion == "skipped" and completed is not None and completed < started:
+        return
+    def moment(value: object) -> float | None:
+        return to_epoch(value) if isinstance(value, (int, float, str)) else None
+
+    for index, step in enumerate(steps, start=1):
+        begin, end = moment(step.get("started_at")), moment(step.get("completed_at"))
+        problem = step_order_problem(started, completed, begin, end)
+        if problem:
+            raise ValueError(f"add_job {name!r}: step {index} ({step.get('name')!r}): {problem}")
 
 
 class FakeGitHubError(AssertionError):
@@ -226,6 +262,9 @@ class FakeGitHub:
             started = created if run_started_at is None else to_epoch(run_started_at)
             updated = to_epoch(updated_at) if updated_at is not None else (
                 started + 300 if status == "completed" else started)
+            problem = run_order_problem(created, started, updated)
+            if problem:
+                raise ValueError(f"add_run: {problem} (got {iso(created)}, {iso(started)}, {iso(updated)})")
             run = Run(
                 id=self.state.ids.next("run"), repo=target, workflow=flow, run_number=number, event=event,
                 status=status, conclusion=conclusion, head_branch=head_branch,
@@ -253,12 +292,55 @@ class FakeGitHub:
             finished = to_epoch(completed_at)
         elif status == "completed":
             finished = started + 60
+        copied = _lay_out_steps([dict(step) for step in steps], started, finished)
+        _check_job_timeline(name, created, started, finished, conclusion, copied)
         with self.state.lock:
             item = Job(self.state.ids.next("job"), run, name, status, conclusion, created, started, finished,
-                       run_attempt or run.run_attempt, list(labels), runner_name, [dict(s) for s in steps])
+                       run_attempt or run.run_attempt, list(labels), runner_name, copied)
             run.jobs.append(item)
             self.state.jobs[item.id] = item
             return item
+
+    def rerun(self, run: Run, *, failed_only: bool = False, at: Moment | None = None, status: str = "queued",
+              actor: str | None = None, carry: Iterable[str] | None = None) -> list[Job]:
+        """Start attempt `run.run_attempt + 1`, as GitHub's "Re-run all jobs" / "Re-run failed jobs" do.
+
+        The run keeps `created_at`; `run_started_at` and `updated_at` become `at` (default: now), `status`
+        becomes `status` with no conclusion, and the attempt ending here is kept (`/attempts/{n}` serves it,
+        `previous_attempt_url` points at it). `failed_only=True` copies the jobs of the ending attempt that
+        passed (conclusion success or neutral; or exactly the job names in `carry`) into the new attempt
+        with their old timestamps and steps, as GitHub does; add the re-run jobs with `add_job(run, ...)`.
+        Returns the carried jobs. Finish the attempt by setting `run.status`, `run.conclusion`, `run.updated_at`.
+        """
+        moment = self.clock.now() if at is None else to_epoch(at)
+        with self.state.lock:
+            if run.status != "completed":
+                raise ValueError(f"rerun: run {run.id} is {run.status}; GitHub re-runs completed runs only")
+            if moment < run.updated_at:
+                raise ValueError(f"rerun: the new attempt starts at {iso(moment)}, before the last one ended "
+                                 f"({iso(run.updated_at)})")
+            ending = run.attempt(run.run_attempt)
+            assert ending is not None
+            run.past_attempts[run.run_attempt] = ending
+            names = set(carry) if carry is not None else None
+            passed = [job for job in run.jobs_of(run.run_attempt)
+                      if (job.name in names if names is not None else job.conclusion in {"success", "neutral"})]
+            run.run_attempt += 1
+            run.status = status
+            run.conclusion = None
+            run.run_started_at = run.updated_at = moment
+            if actor is not None:
+                run.triggering_actor = self.state.user(actor)
+            carried: list[Job] = []
+            if failed_only:
+                for old in passed:
+                    item = replace(old, id=self.state.ids.next("job"), run_attempt=run.run_attempt,
+                                   labels=list(old.labels), steps=[dict(step) for step in old.steps],
+                                   carried_from=old.id)
+                    run.jobs.append(item)
+                    self.state.jobs[item.id] = item
+                    carried.append(item)
+            return carried
 
     def add_artifact(self, where: Run | Repo | str, name: str, data: bytes | None = None, *,
                      files: Mapping[str, bytes | str] | None = None, created_at: Moment | None = None,

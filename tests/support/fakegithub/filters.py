@@ -28,7 +28,10 @@ def _bounds(text: str) -> tuple[float, float]:
     """(first instant, first instant after) of a date or a timestamp."""
     text = text.strip()
     if _DATE.match(text):
-        start = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        try:
+            start = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        except ValueError as exc:  # 2025-13-01
+            raise FilterError(f"invalid date {text!r}") from exc
         return start, start + _DAY
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))

@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -82,13 +82,32 @@ class Job:
     name: str
     status: str = "completed"
     conclusion: str | None = "success"
-    created_at: float = 0.0
+    created_at: float = 0.0  # queued
     started_at: float = 0.0
     completed_at: float | None = None
     run_attempt: int = 1
     labels: list[str] = field(default_factory=lambda: ["ubuntu-latest"])
     runner_name: str | None = "GitHub Actions 2"
     steps: list[dict[str, object]] = field(default_factory=list)  # raw step objects (name/status/...)
+    carried_from: int | None = None  # id of the job a "re-run failed jobs" copied into this attempt
+
+
+# Run conclusions, worst first: what an attempt derived from its jobs concludes.
+_CONCLUSION_RANK = ("startup_failure", "timed_out", "failure", "cancelled", "action_required", "neutral", "success",
+                    "skipped")
+
+
+@dataclass
+class Attempt:
+    """One execution of a workflow run, as `/runs/{id}/attempts/{n}` shows it. A run's own status, conclusion,
+    `run_started_at` and `updated_at` are those of its latest attempt; earlier ones are kept here."""
+
+    number: int
+    status: str
+    conclusion: str | None
+    run_started_at: float
+    updated_at: float
+    triggering_actor: User | None = None
 
 
 @dataclass
@@ -117,10 +136,43 @@ class Run:
     usage: dict[str, object] | None = None  # explicit /timing body; None: derived from the jobs
     jobs: list[Job] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
+    # Earlier attempts (number -> state), recorded by FakeGitHub.rerun. An earlier attempt that was never
+    # recorded (a run added with run_attempt=3) is derived from its jobs: see attempt().
+    past_attempts: dict[int, Attempt] = field(default_factory=dict)
 
     @property
     def source_repo(self) -> Repo:
         return self.head_repo or self.repo
+
+    def jobs_of(self, attempt: int) -> list[Job]:
+        return [job for job in self.jobs if job.run_attempt == attempt]
+
+    def attempt(self, number: int) -> Attempt | None:
+        """The state of attempt `number` (None when the run has no such attempt)."""
+        if number == self.run_attempt:
+            return Attempt(number, self.status, self.conclusion, self.run_started_at, self.updated_at,
+                           self.triggering_actor)
+        if number < 1 or number > self.run_attempt:
+            return None
+        recorded = self.past_attempts.get(number)
+        if recorded is not None:
+            return recorded
+        jobs = self.jobs_of(number)
+        conclusions = [job.conclusion for job in jobs if job.conclusion is not None]
+        worst = min(conclusions, key=lambda c: _CONCLUSION_RANK.index(c) if c in _CONCLUSION_RANK else 0,
+                    default="success")
+        started = min((job.created_at for job in jobs), default=self.created_at)
+        finished = max((job.completed_at or job.started_at for job in jobs), default=started)
+        return Attempt(number, "completed", worst, started, max(started, finished), self.triggering_actor)
+
+    def as_attempt(self, number: int) -> Run | None:
+        """A copy of this run showing attempt `number`'s state, for rendering (jobs are shared, not copied)."""
+        state = self.attempt(number)
+        if state is None:
+            return None
+        return replace(self, run_attempt=number, status=state.status, conclusion=state.conclusion,
+                       run_started_at=state.run_started_at, updated_at=state.updated_at,
+                       triggering_actor=state.triggering_actor)
 
 
 @dataclass
