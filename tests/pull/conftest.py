@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tests.pull.registry_proxy import RegistryProxy
-from tests.pull.world import PullWorld
+from tests.pull.world import AUTH, PullWorld
 from tests.support import services
 from tests.support.images import ImageFactory
 
@@ -19,10 +20,18 @@ def pull_world(registry: services.Registry) -> Iterator[PullWorld]:
     proxy = RegistryProxy(registry.host).start()
     down_host = f"127.0.0.1:{services.free_port()}"
     try:
-        with services.running_engine([registry.host, proxy.host, down_host]) as engine:
+        with (
+            services.running_registry(credentials=AUTH) as auth_registry,
+            services.running_engine([registry.host, proxy.host, down_host, auth_registry.host]) as engine,
+        ):
             client = engine.client()
+            session = requests.Session()
+            session.auth = AUTH
             try:
-                yield PullWorld(registry, proxy, client, engine.docker_host, ImageFactory(registry.host), down_host)
+                yield PullWorld(
+                    registry, proxy, client, engine.docker_host, ImageFactory(registry.host), down_host,
+                    auth_registry, ImageFactory(auth_registry.host, session),
+                )  # fmt: skip
             finally:
                 client.close()
     except services.ServiceError as exc:

@@ -228,3 +228,26 @@ def test_the_command_line_without_an_event_prints_the_outputs(world: PullWorld, 
     printed = json.loads(done.stdout[done.stdout.index("{\n") :])
     assert printed["source"] == "registry" and printed["image-id"] == pushed.config.digest
     assert world.image_id("cli-test:local") == pushed.config.digest
+
+
+def test_registry_login_with_username_and_password(action_runner: ActionRunner, fake_github: FakeGitHub,
+                                                   world: PullWorld, repository: str,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    assert world.auth_registry is not None and world.auth_factory is not None
+    pushed = world.auth_factory.push_image(repository, w.TAG, revision=w.SHA)
+    run_id = build_run(fake_github)
+    name = f"{world.auth_registry.host}/{repository}"
+    anonymous = run_pull(action_runner, fake_github, world, tmp_path, {"image-name": name}, payload=pr_consumer(run_id))
+    assert anonymous.exit_code == 1
+    assert [e.properties["title"] for e in anonymous.errors] == ["Image not found"]
+    assert "authentication required" in anonymous.errors[0].message  # unauthorized is permanent: one attempt
+    assert "attempt 1)" in anonymous.errors[0].message
+
+    user, password = w.AUTH
+    result = run_pull(action_runner, fake_github, world, tmp_path,
+                      {"image-name": name, "registry-username": user, "registry-password": password,
+                       "local-tag": w.LOCAL}, payload=pr_consumer(run_id))  # fmt: skip
+    assert_ok(result, "registry")
+    assert result.outputs["image-id"] == pushed.config.digest == world.image_id(w.LOCAL)
+    assert result.commands[0].name == "add-mask" and result.commands[0].message == password
+    assert result.stdout.count(password) == 1  # only in the mask command

@@ -32,6 +32,7 @@ BRANCH = "feature/pull"
 TAG = f"pr-{PR}-{SHA[:7]}"
 ARTIFACT = f"image-{TAG}"
 LOCAL = "charon:local"
+AUTH = ("ci-user", "ci-pass-9f3e1b")  # the basic-auth registry's only account
 
 
 @dataclass
@@ -42,6 +43,8 @@ class PullWorld:
     docker_host: str
     factory: ImageFactory
     down_host: str  # in the engine's insecure list, but nothing listens there
+    auth_registry: Registry | None = None  # a second registry that requires basic auth (AUTH)
+    auth_factory: ImageFactory | None = None
 
     def name(self, repository: str, host: str | None = None) -> str:
         return f"{host or self.proxy.host}/{repository}"

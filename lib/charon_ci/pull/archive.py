@@ -207,7 +207,9 @@ def _choose_member(archive: zipfile.ZipFile, member: str | None, cap: int) -> tu
     for info in archive.infolist():
         problem = _entry_problem(info)
         if problem is not None:
-            raise ArchiveError(f"the artifact's zip entry {shown(info.filename)} {problem}; refused, nothing loaded")
+            raise ArchiveError(
+                f"the artifact's zip entry {shown(info.filename)} {problem}; refused: nothing was loaded"
+            )
         if info.filename in seen:
             raise ArchiveError(f"the artifact's zip holds {shown(info.filename)} twice; refused: nothing was loaded")
         seen.add(info.filename)

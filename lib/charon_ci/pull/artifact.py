@@ -274,7 +274,7 @@ def fetch_artifact(
     # With a digest (upload-artifact v4+) the listed size is the zip's exact size; older artifacts listed
     # the files' total, so then only max-artifact-size bounds the download.
     limit = listed_size if expected is not None else query.max_size
-    _check_disk(query, limit, name)
+    _check_disk(query, listed_size, name)
     destination = query.download_dir / f"artifact-{artifact_id}"
     # Built from the id, not taken from `archive_download_url`: the token goes only where we chose.
     url = github.api_path("repos", owner, repo, "actions", "artifacts", artifact_id, "zip")

@@ -9,6 +9,7 @@ artifact at once. The engine reports a failed pull in one of two ways: an HTTP e
 
 from __future__ import annotations
 
+import platform as platform_module
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # Reads from the engine (inspect, tag, load) may wait this long; pulls stream without a read timeout.
 ENGINE_TIMEOUT = 600
 
+# `uname -m` -> (GOARCH, variant), as the engine names its own platform.
+_MACHINES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", None), "arm64": ("arm64", None),
+    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "ppc64le": ("ppc64le", None), "s390x": ("s390x", None),
+    "riscv64": ("riscv64", None),
+}  # fmt: skip
 # Checked first: a message naming a passing condition is transient even if it also says "not found".
 _TRANSIENT = re.compile(
     r"toomanyrequests|too many requests|\b429\b|timeout|timed out|deadline exceeded|connection reset|"
@@ -80,31 +87,56 @@ class Engine:
     def __init__(self, api: Any, docker_host: str) -> None:
         self.api = api
         self.docker_host = docker_host
+        self.os_type = "linux"
 
     @classmethod
     def connect(cls, env: Mapping[str, str]) -> Engine:
+        """A client speaking the engine's API version, learnt from `/_ping` (as the docker CLI negotiates):
+        `version="auto"` would ask `/version`, which podman answers in seconds."""
         from docker.api.client import APIClient
-        from docker.utils import kwargs_from_env
+        from docker.constants import DEFAULT_DOCKER_API_VERSION, MINIMUM_DOCKER_API_VERSION
+        from docker.utils import kwargs_from_env, version_lt
 
         options = kwargs_from_env(environment=dict(env))
         options.setdefault("base_url", DEFAULT_DOCKER_HOST)
         docker_host = str(options["base_url"])
         try:
-            # version="auto" asks the engine: an older docker (or podman's 1.41) refuses a newer client version.
-            api = APIClient(version="auto", timeout=ENGINE_TIMEOUT, **options)
+            probe = APIClient(version=MINIMUM_DOCKER_API_VERSION, timeout=ENGINE_TIMEOUT, **options)
+            try:
+                answer = probe.get(f"{probe.base_url}/_ping", timeout=30)
+            finally:
+                probe.close()
+            if answer.status_code != 200:
+                raise EngineUnavailable(docker_host, f"/_ping answered {answer.status_code}")
+            offered = answer.headers.get("Api-Version", "")
+            if not re.fullmatch(r"1\.[0-9]{1,3}", offered):
+                version = "auto"  # an engine that does not say: ask it the long way
+            elif version_lt(DEFAULT_DOCKER_API_VERSION, offered):
+                version = DEFAULT_DOCKER_API_VERSION  # newer engines accept older clients
+            else:
+                version = offered
+            api = APIClient(version=version, timeout=ENGINE_TIMEOUT, **options)
+        except EngineUnavailable:
+            raise
         except Exception as failure:  # the SDK raises DockerException, requests errors, OSError...
             raise EngineUnavailable(docker_host, _shown(f"{type(failure).__name__}: {failure}", 200)) from None
-        return cls(api, docker_host)
+        engine = cls(api, docker_host)
+        engine.os_type = answer.headers.get("Ostype", "") or "linux"
+        return engine
 
     def close(self) -> None:
         self.api.close()
 
     def platform(self) -> oci.Platform:
-        """The engine's own os/architecture, which it pulls from a multi-platform index."""
+        """The os/architecture the engine pulls from a multi-platform index: a local engine runs on this
+        machine's architecture; a remote one (tcp://, ssh://) is asked."""
+        if self.docker_host.startswith(("unix://", "npipe://")):
+            machine = platform_module.machine().lower()
+            arch = _MACHINES.get(machine)
+            if arch is not None:
+                return oci.Platform(self.os_type, *arch)
         version = self.api.version()
-        os_name = str(version.get("Os") or "linux")
-        arch = str(version.get("Arch") or "amd64")
-        return oci.Platform(os_name, arch)
+        return oci.Platform(str(version.get("Os") or "linux"), str(version.get("Arch") or "amd64"))
 
     def pull(
         self,
