@@ -219,7 +219,7 @@ def parse_settings(env: Mapping[str, str], now: float) -> MetricsSettings:
         prune_step_pattern=parse_pattern(
             inputs.text("prune-step-pattern"), "prune-step-pattern", DEFAULT_PRUNE_STEP_PATTERN
         ),
-        pull_sample=parse_count(inputs.text("pull-sample"), "pull-sample", 50, low=0, high=100_000),
+        pull_sample=parse_count(inputs.text("pull-sample"), "pull-sample", 20, low=0, high=100_000),
         package=package,
         owner=owner,
         registry_host=registry_host,
