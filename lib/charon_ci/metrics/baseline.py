@@ -85,7 +85,7 @@ def read_artifact(
             if isinstance(item, dict)
             and str(item.get("name", "")).startswith(ARTIFACT_PREFIX)
             and not item.get("expired")
-            and str((item.get("workflow_run") or {}).get("id", "")) != this_run
+            and not (this_run and str((item.get("workflow_run") or {}).get("id", "")) == this_run)
         ]
         if candidates:
             chosen = max(candidates, key=lambda item: (str(item.get("created_at", "")), int(item.get("id") or 0)))

@@ -118,7 +118,6 @@ class ApiFetcher:
         listing = Listing()
         seen: dict[int, Run] = {}
         upper = until
-        first_total: int | None = None
         while True:
             created = f"{format_time(since)}..{format_time(upper)}"
             total = 0
@@ -137,24 +136,30 @@ class ApiFetcher:
                     if since <= run.created_at <= until + 0.999:
                         seen.setdefault(run.id, run)
             listing.queries.append(ListingQuery(created, total, fetched, pages))
-            if first_total is None:
-                first_total = total
             if fetched >= total or fetched == 0 or oldest is None:
                 if fetched < total:
-                    listing.cut = total - fetched
+                    listing.cut += total - fetched
                     listing.cut_reason = f"GitHub counted {total} runs for created={created} but listed none"
                 break
             # GitHub stopped at its cap: continue with the runs created up to the oldest one read (its
             # second included, so runs sharing it are not lost; the repeats are dropped by id).
             next_upper = float(int(oldest))
-            if next_upper >= upper:
-                listing.cut = total - fetched
-                listing.cut_reason = (
-                    f"more than {fetched} runs were created in the second {format_time(upper)}: GitHub lists at"
-                    " most that many for one query"
-                )
+            if next_upper < upper:
+                upper = next_upper
+                continue
+            # More runs were created in one second than a query lists: count them, keep those read, and go on
+            # below that second. Only that second's unread runs are lost, and they are reported.
+            second = format_time(upper)
+            in_second = self._count(f"{second}..{second}")
+            listing.queries.append(ListingQuery(f"{second}..{second}", in_second, 0, 1))
+            read_in_second = sum(1 for run in seen.values() if int(run.created_at) == int(upper))
+            listing.cut += max(0, in_second - read_in_second)
+            listing.cut_reason = (
+                f"{in_second} runs were created in the second {second} and GitHub lists at most {fetched} for one query"
+            )
+            if upper - 1 < since:
                 break
-            upper = next_upper
+            upper -= 1
         self.log(
             f"listed {len(seen)} runs created {format_time(since)}..{format_time(until)} in "
             f"{sum(q.pages for q in listing.queries)} requests over {len(listing.queries)} queries"
@@ -162,6 +167,13 @@ class ApiFetcher:
         )
         runs = sorted(seen.values(), key=lambda run: (run.created_at, run.id))
         return runs, listing
+
+    def _count(self, created: str) -> int:
+        """How many runs GitHub counts for a `created` range: one page of one run."""
+        params = {"created": created}
+        pages = self.client.iter_pages(f"{self._base}/runs", params=params, items_key="workflow_runs", per_page=1)
+        first = next(iter(pages))
+        return first.total_count or 0
 
     def jobs(self, run: Run) -> tuple[Job, ...]:
         jobs: list[Job] = []
@@ -278,6 +290,12 @@ def collect(
         return True
 
     newest_first = sorted(runs, key=lambda run: (run.created_at, run.id), reverse=True)
+
+    # 0. Every run the previous metrics measured and GitHub still shows unchanged: known, at no cost.
+    for run in newest_first:
+        record = previous.get(run.id)
+        if record is not None and record.run_attempt == run.run_attempt and run.completed:
+            read(run)
 
     # 1. Pull and prune workflows not named: look at one completed run of each workflow, the newest that
     # succeeded (a failed or skipped run may have skipped the very job that pulls), else the newest.
