@@ -142,7 +142,7 @@ def test_a_failed_hand_off_stops_the_story(world: FlowWorld) -> None:
     story.setup()
     build = story.build("PR #12 @A", 12, SHA_A, "feature/flow-demo")
     with pytest.raises(FlowFailure, match="WAF @A: action-pull-image failed") as failure:
-        story.consume("WAF @A", "integration-waf.yml", build, expect="registry")
+        story.consume("WAF @A", "waf-integration.yml", build, expect="registry")
     assert "revision" in str(failure.value)
     assert [h.taker for h in story.report.handoffs] == ["registry", "artifact"]
     assert "WAF @A" not in story.report.consumers

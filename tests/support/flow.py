@@ -79,8 +79,8 @@ PRUNE_ENTRYPOINT = [str(VENV_BIN / "charon-ci"), "prune"]
 
 WORKFLOWS = {  # file -> name, as in examples/workflows/
     "docker-build.yml": "Docker Build, Publish & Test",
-    "integration-waf.yml": "Integration Test: WAF",
-    "integration-cerberus.yml": "Integration Test: Cerberus",
+    "waf-integration.yml": "Integration Test: WAF",
+    "cerberus-integration.yml": "Integration Test: Cerberus",
     "container-prune.yml": "Container Registry Cleanup",
 }
 
@@ -586,19 +586,19 @@ class Story:
     def play(self) -> FlowReport:
         self.setup()
         build_a = self.build("PR #12 @A", PR_SAME, SHA_A, BRANCH_SAME)
-        self.consume("WAF @A", "integration-waf.yml", build_a, expect="registry")
+        self.consume("WAF @A", "waf-integration.yml", build_a, expect="registry")
         self.delete_from_registry(build_a)
-        self.consume("Cerberus @A", "integration-cerberus.yml", build_a, expect="artifact")
+        self.consume("Cerberus @A", "cerberus-integration.yml", build_a, expect="artifact")
         build_b = self.build("PR #12 @B", PR_SAME, SHA_B, BRANCH_SAME)
-        self.consume("WAF @B", "integration-waf.yml", build_b, expect="registry")
+        self.consume("WAF @B", "waf-integration.yml", build_b, expect="registry")
         build_fork = self.build("fork PR #42 @F", PR_FORK, SHA_FORK, BRANCH_FORK, fork_owner=FORK_OWNER)
-        fork = self.consume("WAF @F", "integration-waf.yml", build_fork, expect="artifact")
+        fork = self.consume("WAF @F", "waf-integration.yml", build_fork, expect="artifact")
         self.check(
             fork.attempts == 1 and not fork.registry_asked,
             f"the fork's consumer asked the registry ({fork.attempts} attempts) for an image it cannot hold",
         )
         self.prune()
-        self.report.after_prune = self.consume("WAF @B re-run", "integration-waf.yml", build_b, expect="registry")
+        self.report.after_prune = self.consume("WAF @B re-run", "waf-integration.yml", build_b, expect="registry")
         self.metrics()
         self.report.seconds = time.monotonic() - self._started
         return self.report
