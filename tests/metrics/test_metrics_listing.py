@@ -132,3 +132,14 @@ def test_the_report_is_the_state_a_file_written_by_an_earlier_run_names(gh: Fake
     # Steps are trimmed to what a measure reads (pull and prune steps): the state stays small.
     steps = [step["name"] for run in records["runs"] for job in run["jobs"] for step in job["steps"]]
     assert steps and all("charon-ci/action-" in name for name in steps)
+
+
+def test_server_errors_are_retried_and_every_retry_is_counted(gh: FakeGitHub, tmp_path: Path) -> None:
+    small_history(gh)
+    rule = gh.faults.fail_next(2, status=502, operation=JOBS)
+    result = run_metrics(gh, tmp_path, **WINDOW)
+    assert result.code == 0, result.stdout
+    assert rule.fired == 2
+    doc = result.doc
+    assert doc["requests"]["api_requests"] == 13 + 2 == len(gh.requests)
+    assert doc["build_time"]["attempts"]["n"] == 2 and doc["failure_rate"]["rate"] == 0.5
