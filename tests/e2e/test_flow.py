@@ -5,14 +5,16 @@ asserted here from what the story recorded, not from its own checks."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.support import services
+from tests.support import flow, services
 from tests.support.composite import ActionRunner
 from tests.support.fakegithub import FakeGitHub
 from tests.support.flow import (
@@ -146,3 +148,24 @@ def test_a_failed_hand_off_stops_the_story(world: FlowWorld) -> None:
     assert "revision" in str(failure.value)
     assert [h.taker for h in story.report.handoffs] == ["registry", "artifact"]
     assert "WAF @A" not in story.report.consumers
+
+
+def test_the_demo_exits_1_and_shows_the_hand_offs_so_far_when_one_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bash .ci/demo`'s exit code and output when a hand-off fails (the story itself is stubbed here)."""
+
+    @contextlib.contextmanager
+    def no_services(runner_temp: Path) -> Iterator[Any]:
+        yield SimpleNamespace(gh=SimpleNamespace(problems=list))
+
+    def fail_after_one(self: Story) -> FlowReport:
+        self.hand_off("PR #12 @A", "registry", "127.0.0.1:1/wikid82/charon:pr-12-a1a2a3a", "push", "digest 1234")
+        raise FlowFailure("WAF @A: came from the artifact, expected the registry")
+
+    monkeypatch.setattr(flow, "demo_world", no_services)
+    monkeypatch.setattr(Story, "play", fail_after_one)
+    assert flow.main(["--runner-temp", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "hand-off 1 PR #12 @A -> registry" in out and "charon:pr-12-a1a2a3a" in out.split("\n\n")[-1]
+    assert "FAILED after" in err and "expected the registry" in err
