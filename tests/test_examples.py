@@ -26,11 +26,9 @@ NEEDS_OUTPUT_RE = re.compile(r"needs\.([\w-]+)\.outputs\.([\w-]+)")
 
 
 def load(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    loaded: dict[Any, Any] = yaml.safe_load(path.read_text())
     # YAML 1.1 reads the key `on` as True.
-    if True in document:
-        document["on"] = document.pop(True)
-    return document
+    return {("on" if key is True else str(key)): value for key, value in loaded.items()}
 
 
 SELF_CALL_RE = re.compile(r"^\$/\.github/workflows/([\w.-]+\.ya?ml)$")  # a reusable workflow of this repository
