@@ -143,3 +143,14 @@ def test_server_errors_are_retried_and_every_retry_is_counted(gh: FakeGitHub, tm
     doc = result.doc
     assert doc["requests"]["api_requests"] == 13 + 2 == len(gh.requests)
     assert doc["build_time"]["attempts"]["n"] == 2 and doc["failure_rate"]["rate"] == 0.5
+
+
+def test_without_pull_and_prune_measures_jobs_are_read_for_build_runs_only(gh: FakeGitHub, tmp_path: Path) -> None:
+    world = small_history(gh)
+    result = run_metrics(gh, tmp_path, **WINDOW, **{"pull-workflows": "none", "prune-workflows": "none"})
+    doc = result.doc
+    builds = {world.a.id, world.b.id, world.c.id, world.d.id}
+    assert {int(r.path.split("/")[-2]) for r in gh.calls(operation=JOBS)} == builds
+    assert doc["requests"]["api_requests"] == 1 + 1 + 4 + 1  # workflows, runs page, 4 jobs lists, a's attempt 1
+    assert doc["pull_success"]["n"] == 0 and result.outputs["pull-success-rate"] == ""
+    assert doc["workflows"]["recognised"] == {}
