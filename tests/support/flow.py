@@ -339,6 +339,12 @@ class Story:
     def build(self, label: str, number: int, sha: str, branch: str, *, fork_owner: str | None = None) -> Build:
         """The build job of docker-build.yml for a pull_request event: tag, build, push (not a fork), upload."""
         world = self.world
+        pull = self._pulls[number]
+        with self.gh.state.lock:  # a new commit on the PR (synchronize): its head moves
+            if pull.head_sha != sha:
+                pull.head_sha = sha
+                pull.commits.append(sha)
+                pull.updated_at = self.gh.clock.now()
         head_repo = f"{fork_owner}/{REPO_NAME}" if fork_owner else None
         pulls = () if fork_owner else (self._pulls[number],)  # GitHub lists no PRs on a fork's run
         run = self._start_run("docker-build.yml", event="pull_request", sha=sha, branch=branch, head_repo=head_repo,
