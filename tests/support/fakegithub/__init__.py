@@ -6,10 +6,11 @@ from .context import Settings
 from .contract import Contract, Violation
 from .fake import FakeGitHub, FakeGitHubError
 from .faults import Faults
+from .overlay import Overlay
 from .packages import VersionRecord
-from .state import Artifact, Job, Package, Pull, Repo, Run, Token, User, Workflow
+from .state import Artifact, Attempt, Job, Package, Pull, Repo, Run, Token, User, Workflow
 
 __all__ = [
-    "Artifact", "Clock", "Contract", "FakeGitHub", "FakeGitHubError", "Faults", "Job", "Package", "Pull", "Repo",
-    "RequestRecord", "Run", "Settings", "Token", "User", "VersionRecord", "Violation", "Workflow",
+    "Artifact", "Attempt", "Clock", "Contract", "FakeGitHub", "FakeGitHubError", "Faults", "Job", "Overlay", "Package",
+    "Pull", "Repo", "RequestRecord", "Run", "Settings", "Token", "User", "VersionRecord", "Violation", "Workflow",
 ]
