@@ -69,6 +69,10 @@ def test_a_rerun_keeps_created_at_resets_run_started_at_and_serves_every_attempt
     for missing in ("0", "3", "x"):
         assert get(gh, f"{runs_path(run)}/attempts/{missing}").status_code == 404
         assert get(gh, f"{runs_path(run)}/attempts/{missing}/jobs").status_code == 404
+    # A non-integer attempt number is also a request the contract refuses (fake-strict records it).
+    assert [v.operation_id for v in gh.take_violations()] == [
+        "actions/get-workflow-run-attempt", "actions/list-jobs-for-workflow-run-attempt"
+    ]  # fmt: skip
 
     jobs_1 = get(gh, f"{runs_path(run)}/attempts/1/jobs").json()
     assert [(j["name"], j["run_attempt"], j["conclusion"]) for j in jobs_1["jobs"]] == [
@@ -135,6 +139,7 @@ def test_filter_latest_in_todays_and_in_the_pre_may_2025_meaning(gh: FakeGitHub)
     assert names() == [("test", 1), ("deploy", 1), ("build", 2)]  # newest of each name, by job id
     assert names(filter="all") == [("build", 1), ("test", 1), ("deploy", 1), ("build", 2)]
     assert get(gh, f"{runs_path(run)}/jobs", filter="newest").status_code == 422
+    assert [v.operation_id for v in gh.take_violations()] == ["actions/list-jobs-for-workflow-run"]  # out of range
 
 
 def test_rerun_refuses_what_github_refuses(gh: FakeGitHub) -> None:
