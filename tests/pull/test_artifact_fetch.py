@@ -60,6 +60,7 @@ def test_downloads_the_named_artifact_through_the_redirect_and_verifies_its_dige
     assert got.size == len(payload)
     assert got.digest_verified is True
     assert got.sha256 == hashlib.sha256(payload).hexdigest()
+    assert got.verification == f"sha256 {got.sha256} matches the digest GitHub recorded at upload"
     assert got.head_sha == "c" * 40
     assert got.path.parent == tmp_path / "runner-temp"
     # the 302 was followed to the second host, and the token stayed on the API host
@@ -247,6 +248,7 @@ def test_an_artifact_without_digest_is_downloaded_and_reported_unverified(
     gh.corrupt("actions/list-workflow-run-artifacts", pre_v4)
     got = fetch_artifact(client_for(gh), query(run.id, "image-pr-7", tmp_path))
     assert got.digest_verified is False
+    assert "NOT verified: GitHub recorded no digest for this artifact" in got.verification
     assert got.path.read_bytes() == b"uploaded by upload-artifact v3"
     assert got.sha256 == hashlib.sha256(b"uploaded by upload-artifact v3").hexdigest()
 

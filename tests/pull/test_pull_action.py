@@ -148,6 +148,7 @@ def test_tag_missing_goes_to_the_artifact_at_once(action_runner: ActionRunner, f
     assert [r.status for r in fake_github.storage_requests] == [200]
     assert all("authorization" not in r.headers for r in fake_github.storage_requests)
     assert "from the **artifact**" in result.summary and "manifest unknown" in result.summary
+    assert "matches the digest GitHub recorded" in result.summary  # the zip's sha256 was checked
 
 
 def test_registry_down_goes_to_the_artifact_after_the_deadline(action_runner: ActionRunner,
@@ -251,3 +252,20 @@ def test_registry_login_with_username_and_password(action_runner: ActionRunner, 
     assert result.outputs["image-id"] == pushed.config.digest == world.image_id(w.LOCAL)
     assert result.commands[0].name == "add-mask" and result.commands[0].message == password
     assert result.stdout.count(password) == 1  # only in the mask command
+
+
+def test_needs_job_of_a_fork_pr_loads_this_runs_artifact(action_runner: ActionRunner, fake_github: FakeGitHub,
+                                                         world: PullWorld, repository: str,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """A `needs:` job in a fork PR's own pull_request workflow: nothing was pushed, this run has the artifact."""
+    pushed = world.push(repository, None, revision=w.SHA)
+    run_id = build_run(fake_github, head_repo="forker/octo-repo")
+    add_artifact(fake_github, world, run_id, pushed, f"{world.name(repository)}:{w.TAG}", tmp_path)
+    payload = derive.pull_request(w.PR, w.SHA, w.BRANCH, fork_owner="forker")
+    derive.validate("pull_request", payload)
+    result = run_pull(action_runner, fake_github, world, tmp_path,
+                      {"image-name": world.name(repository), "local-tag": w.LOCAL}, event="pull_request",
+                      payload=payload, env={"GITHUB_SHA": "e" * 40, "GITHUB_RUN_ID": str(run_id)})  # fmt: skip
+    assert_ok(result, "artifact")
+    assert result.outputs["attempts"] == "1" and world.proxy.seen("/manifests/") == []
+    assert world.image_id(w.LOCAL) == pushed.config.digest

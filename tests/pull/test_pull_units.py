@@ -196,3 +196,23 @@ def test_local_tag_gets_latest_when_it_has_no_tag() -> None:
     for bad in ("Charon:local", "charon@sha256:" + "a" * 64, "charon:", "charon:lo cal"):
         with pytest.raises(gha.InputError):
             settings.parse_local_tag(bad)
+
+
+def test_registry_credentials_inputs_then_the_job_token_on_ghcr_then_docker_config() -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from charon_ci.pull.sources import registry_auth
+
+    base = settings.PullSettings(
+        image=None, image_name=settings.parse_image_name("ghcr.io/o/app", "image-name"), expected_digest=None,
+        expected_revision=None, on_mismatch="fail", local_tag=None, registry_timeout=1.0, registry_username="",
+        registry_password="", github_token="ghs_job", run_id=None, artifact_name=None, artifact_file=None,
+        max_artifact_size=1, allowed_conclusions=frozenset({"success"}), main_branch="main",
+        dev_branch="development", nightly=False, docker_host="", runner_temp=Path("/tmp"), actor="octocat",
+    )  # fmt: skip
+    explicit = replace(base, registry_username="me", registry_password="s3cret-pat")
+    assert registry_auth(explicit, "ghcr.io")[0] == {"username": "me", "password": "s3cret-pat"}
+    assert registry_auth(base, "ghcr.io")[0] == {"username": "octocat", "password": "ghs_job"}
+    assert registry_auth(base, "docker.io")[0] is None  # the job token never goes to another registry
+    assert "ghs_job" not in repr(base) and "s3cret-pat" not in repr(explicit)

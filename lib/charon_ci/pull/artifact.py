@@ -64,6 +64,16 @@ class DownloadedArtifact:
     sha256: str = ""  # of the downloaded bytes, hex
     head_sha: str | None = None  # the commit the run built, as the API lists it (not read from the artifact)
 
+    @property
+    def verification(self) -> str:
+        """One line for the log and job summary: what was checked about these bytes, and what could not be."""
+        if self.digest_verified:
+            return f"sha256 {self.sha256} matches the digest GitHub recorded at upload"
+        return (
+            f"sha256 {self.sha256} NOT verified: GitHub recorded no digest for this artifact (uploaded by "
+            "upload-artifact v3 or older); only its size was bounded by max-artifact-size"
+        )
+
     def discard(self) -> None:
         """Remove the downloaded file (after loading it, or when giving up on it)."""
         self.path.unlink(missing_ok=True)

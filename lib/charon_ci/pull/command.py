@@ -172,6 +172,7 @@ def main(env: Mapping[str, str]) -> int:
         f"**action-pull-image**: {_md(obtained.reference)} from the **{obtained.source}** "
         f"({_md(obtained.reason)}) in {seconds:.1f} s, {attempts.total} attempt(s); revision {proof} against "
         f"{obtained.proof.expected[:12]} ({_md(goal.revision_origin)}){tagged}."
+        + (f" {_md(obtained.note)}." if obtained.note else "")
     )
     gha.info(f"{obtained.source}: {obtained.reference} ({obtained.image_id}), revision {obtained.revision or 'none'}")
     _summary(env, line)

@@ -135,7 +135,10 @@ class Engine:
             arch = _MACHINES.get(machine)
             if arch is not None:
                 return oci.Platform(self.os_type, *arch)
-        version = self.api.version()
+        try:
+            version = self.api.version()
+        except Exception as failure:  # the SDK raises DockerException, requests errors, OSError...
+            raise EngineUnavailable(self.docker_host, _shown(f"{type(failure).__name__}: {failure}", 200)) from None
         return oci.Platform(str(version.get("Os") or "linux"), str(version.get("Arch") or "amd64"))
 
     def pull(

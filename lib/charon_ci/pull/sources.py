@@ -56,6 +56,7 @@ class Obtained:
     revision: str | None
     reason: str
     proof: verify.RevisionProof
+    note: str = ""  # what was verified about an artifact's bytes
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Attempts:
 
 @dataclass
 class Toolkit:
-    """The edges, replaceable in tests: time, randomness, the log."""
+    """The edges a test may replace: time and randomness."""
 
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -105,7 +106,7 @@ def obtain(
     for source in order:
         try:
             if source == "registry":
-                return _from_registry(settings, target, engine, env, attempts, tools, reason)
+                return _from_registry(settings, target, engine, attempts, tools, reason)
             return _from_artifact(settings, target, engine, env, attempts, reason)
         except SourceUnavailable as unavailable:
             attempts.failures.append(f"{unavailable.source}: {unavailable.message}")
@@ -160,7 +161,6 @@ def _from_registry(
     settings: PullSettings,
     target: PullTarget,
     engine: Engine,
-    env: Mapping[str, str],
     attempts: Attempts,
     tools: Toolkit,
     reason: str,
@@ -273,10 +273,10 @@ def _from_artifact(
                 download_dir,
             )  # fmt: skip
             downloaded = fetch_artifact(client, query)
+        gha.info(f"artifact {downloaded.name!r} (id {downloaded.artifact_id}): {downloaded.verification}")
         if not downloaded.digest_verified:
             gha.notice(
-                f"Artifact {downloaded.name!r} has no digest in the API (uploaded before upload-artifact v4): its "
-                "sha256 could not be checked; the revision label still is.",
+                f"Artifact {downloaded.name!r}: {downloaded.verification}. The revision label is still checked.",
                 title="action-pull-image",
             )
         loaded = load_artifact(engine.api, downloaded, member=settings.artifact_file, expected_image=expected_image)
@@ -300,7 +300,8 @@ def _from_artifact(
         )
     local = _prove_local(inspected, settings, target, f"the image in {where}", names, engine)
     reference = expected_image if expected_image in names else loaded.image_id
-    return Obtained("artifact", reference, loaded.image_id, None, local.found, reason, local)
+    note = f"artifact {downloaded.name} (id {downloaded.artifact_id}): {downloaded.verification}"
+    return Obtained("artifact", reference, loaded.image_id, None, local.found, reason, local, note)
 
 
 # --- proofs ---------------------------------------------------------------------------------------------------
