@@ -367,7 +367,6 @@ def main(env: Mapping[str, str], now: float | None = None) -> int:
         settings.build_job_pattern,
         settings.pull_step_pattern,
         settings.prune_step_pattern,
-        collected.pull_sampled,
     )
     gha.debug(f"measured {len(collected.history.runs)} runs in {time.process_time() - started:.3f} s CPU")
     reading = client.rate_limit if client is not None else None

@@ -3,7 +3,8 @@ from such a file with no network at all, so a team can change thresholds or patt
 
 The file holds GitHub's own objects (`workflow`, `workflow-run`, attempt, `job` with every step, package
 `version`), so one assembled by hand from `gh api` output works too, plus the manifest facts read from the
-registry. Runs whose jobs are not in the file are reported as not looked into.
+registry. Runs whose jobs are not in the file are reported as not looked into. A dump written by a run
+that had a state holds the runs it reused as the state kept them (only their pull and prune steps).
 """
 
 from __future__ import annotations

@@ -341,9 +341,6 @@ class History:
     # run id -> why its jobs were not read although a measure wanted them (request budget, not completed)
     unread: dict[int, str] = field(default_factory=dict)
 
-    def runs_by_id(self) -> dict[int, Run]:
-        return {run.id: run for run in self.runs}
-
 
 @dataclass(frozen=True)
 class RunRecord:

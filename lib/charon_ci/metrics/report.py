@@ -270,6 +270,14 @@ def human_bytes(count: int | None) -> str:
     return f"{count} B"
 
 
+def _count(number: float, noun: str) -> str:
+    return f"{number:g} {noun}" + ("" if number == 1 else "s")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _summary_cell(summary: Mapping[str, Any]) -> str:
     if not summary["n"]:
         return "-"
@@ -326,8 +334,8 @@ def summary_markdown(doc: Mapping[str, Any]) -> str:
     lines = [
         f"## CI metrics for {md(doc['repository'])}",
         "",
-        f"Runs created {window['since']} to {window['until']} ({window['days']:g} days): "
-        f"{doc['listing']['runs']} runs listed.",
+        f"Runs created {window['since']} to {window['until']} ({_count(round(window['days'], 1), 'day')}): "
+        f"{_count(doc['listing']['runs'], 'run')} listed.",
         "",
         "| Measure | Value | Sample |",
         "|---|---|---|",
@@ -337,10 +345,10 @@ def summary_markdown(doc: Mapping[str, Any]) -> str:
         f"| Execution time (build jobs) | {_summary_cell(build['execution'])} | {build['execution']['n']} jobs |",
         f"| Build failure rate | {_pct(failures['rate'])} ({failures['failed']} failed of {failures['decided']} "
         f"decided) | {failures['completed']} completed attempts: {_counts(failures['attempt_conclusions'])} |",
-        f"| Flaky (failed, then passed on a re-run) | {len(failures['flaky_runs'])} runs on "
-        f"{len(failures['flaky_commits'])} commits | {failures['completed']} completed attempts |",
-        f"| Builds per commit | mean {per_commit['mean'] if per_commit['mean'] is not None else '-'}, max "
-        f"{per_commit['max'] if per_commit['max'] is not None else '-'} | {per_commit['commits']} commits |",
+        f"| Flaky (failed, then passed on a re-run) | {_count(len(failures['flaky_runs']), 'run')} on "
+        f"{_count(len(failures['flaky_commits']), 'commit')} | {failures['completed']} completed attempts |",
+        f"| Builds per commit | mean {_number(per_commit['mean'])}, max {_number(per_commit['max'])} | "
+        f"{_count(per_commit['commits'], 'commit')} |",
         f"| Image pull success | {_pct(pulls['rate'])} ({pulls['success']} of {pulls['n']} pulls) | "
         f"{pulls['runs_read']} of {pulls['runs']} pull runs read; steps: {_counts(pulls['steps'])} |",
         f"| Cleanup success | {_pct(cleanups['rate'])} ({cleanups['success']} of {cleanups['n']}) | "

@@ -61,11 +61,6 @@ class Roles:
     # workflows whose role was decided by a look at their steps: workflow id -> (is pull, is prune)
     probed: dict[int, tuple[bool, bool]] = field(default_factory=dict)
 
-    @property
-    def with_jobs(self) -> frozenset[int]:
-        """Workflows whose runs' jobs the measures read."""
-        return self.build | self.build_jobs | self.pull | self.prune
-
 
 def recognise(
     workflow_id: int, jobs: Sequence[Job], pull_pattern: re.Pattern[str], prune_pattern: re.Pattern[str]

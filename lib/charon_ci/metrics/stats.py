@@ -241,9 +241,8 @@ def compute(
     build_job_pattern: re.Pattern[str],
     pull_pattern: re.Pattern[str],
     prune_pattern: re.Pattern[str],
-    pull_sample: Sequence[int] | None = None,
 ) -> Metrics:
-    """Every measure over `history`. `pull_sample` limits the pull rate to those runs (None: all read)."""
+    """Every measure over `history`."""
     build_runs = [run for run in history.runs if run.workflow_id in roles.build]
     read_build_runs = [run for run in build_runs if run.id in history.jobs]
     split = {
