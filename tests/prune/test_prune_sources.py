@@ -12,7 +12,7 @@ from charon_ci import oci, registry
 from charon_ci.github import GithubClient
 from charon_ci.prune.apply import GhcrWatch, Replanner, Runtime, measured_bytes
 from charon_ci.prune.model import InUse
-from charon_ci.prune.policy import Decision, build_policy, plan
+from charon_ci.prune.policy import Decision, build_policy
 from charon_ci.prune.reachability import ManifestFacts, ManifestGraph
 from charon_ci.prune.sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
 from tests.support.fakegithub import FakeGitHub
