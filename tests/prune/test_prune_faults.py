@@ -53,7 +53,7 @@ def test_faults_and_an_exhausted_budget_delete_nothing_wrong_and_the_next_run_fi
     gh: FakeGitHub, registry: Registry, image_factory: ImageFactory, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    world = build_charon_world(gh, registry, image_factory)
+    world = build_charon_world(gh, registry, image_factory, shuffle=2)
     errors = gh.faults.errors(0.1, status=502)
     resets = gh.faults.resets(0.1)
     # Enough for the listing, the in-use look-ups and a few deletions above the client's margin of 50.
@@ -188,7 +188,7 @@ def test_executor_classifies_answers_and_stops_on_a_forbidden_token() -> None:
 def test_two_runs_at_once_on_one_package(
     gh: FakeGitHub, registry: Registry, image_factory: ImageFactory, tmp_path: Path
 ) -> None:
-    world = build_charon_world(gh, registry, image_factory)
+    world = build_charon_world(gh, registry, image_factory, shuffle=4)
     inputs = action_inputs(gh, registry, world, **{"dry-run": "false"})
     results: list[tuple[int, dict[str, str], str, OnlineStats]] = []
     folders = [tmp_path / "a", tmp_path / "b"]
