@@ -234,7 +234,9 @@ class Schedule:
             except PushError:  # an index whose platform is gone cannot be tagged, by the registry either
                 kind = "retag refused"
         elif kind == "delete" and present:
-            self.package.backend.delete(self.rng.choice(present))
+            # Often one of the newest rows: on an early page, it shifts every later page of a listing.
+            newest = present[: max(1, len(present) // 3)]
+            self.package.backend.delete(self.rng.choice(newest if self.rng.random() < 0.5 else present))
         self.fired.append(kind)
 
     def hook(self, request: VersionsRequest) -> None:
@@ -312,8 +314,11 @@ def test_random_interleavings_never_delete_what_must_stay(
         schedule.bound = rng.choice([0.0, 1.0, 2.0, 30.0])
         for _ in range(rng.randrange(1, 5)):
             schedule.events[rng.randrange(1, 40)] = rng.choice(["push", "retag", "delete", "delete"])
+        if rng.random() < 0.5:  # while the first listing is being read
+            schedule.events[rng.randrange(2, 6)] = rng.choice(["push", "delete", "delete"])
         controls.on_request(schedule.hook)
-        runtime = Runtime(sleep=clock.sleep, monotonic=clock.now, wall=clock.now, freshness_bound=schedule.bound)
+        runtime = Runtime(sleep=clock.sleep, monotonic=clock.now, wall=clock.now)
+        runtime.freshness_bound = schedule.bound
         inputs = {
             "package": schedule.repository.split("/", 1)[1], "owner": OWNER, "repository": REPO,
             "registry-host": registry.host, "token": token, "github-token": token, "github-api-url": gh.url,
@@ -339,4 +344,4 @@ def test_random_interleavings_never_delete_what_must_stay(
     # The schedules did real work: deletions, events that landed, shifted listings, holds, mid-run looks.
     assert totals["deleted"] > 2 * len(seeds) and totals["events"] > len(seeds), summary
     assert totals["listings>2"] > len(seeds) // 10 and totals["held"] > len(seeds) // 10, summary
-    assert totals["looks"] > len(seeds), summary
+    assert totals["looks"] > len(seeds) // 2 and totals["raced"] < totals["judged"] // 20, summary
