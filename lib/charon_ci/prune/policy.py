@@ -414,14 +414,11 @@ def _plan(
             needs_late.add(version.digest)
         roots.append(version.digest)
 
-    # Which kept version a manifest is explained by ("referenced by kept ...") follows the marking order:
-    # oldest root first, so the same versions listed in any order give the same plan.
-    def position(digest: str) -> tuple[datetime, int]:
-        return _order_key(by_digest[digest])
-
-    roots.sort(key=position)
+    # Which kept version explains a manifest ("referenced by kept ...") follows the marking order: sorted, so
+    # the same versions listed in any order (GitHub promises none) give the same plan.
+    roots.sort()
     for referrers in tag_referrers.values():
-        referrers.sort(key=position)
+        referrers.sort()
     marking = mark(roots, graph, tag_referrers)
     # Only manifests in this package count: a digest that is not a version here has no children here.
     blockers = sorted((marking.unreadable | marking.unresolved) & by_digest.keys())
@@ -438,7 +435,7 @@ def _plan(
                     f"{_describe(by_digest.get(first), first)} {state}{more}"
                 )
                 roots.append(version.digest)
-        roots.sort(key=position)
+        roots.sort()
         marking = mark(roots, graph, tag_referrers)
 
     deleted: list[PackageVersion] = []
