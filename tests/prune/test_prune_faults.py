@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from charon_ci import gha
 from charon_ci.github import GithubClient
-from charon_ci.prune.apply import Executor, OnlineStats, Pacer, Runtime, run_online
-from charon_ci.prune.command import parse_settings, report
+from charon_ci.prune.apply import Executor, OnlineStats, Pacer, Runtime
 from charon_ci.prune.model import InUse, PackageVersion
 from charon_ci.prune.policy import build_policy, plan
 from charon_ci.prune.sources import DeleteResult, GhcrPackage
-from tests.support.composite import parse_commands, parse_file_command
+from tests.support.composite import parse_commands
 from tests.support.fakegithub import Clock, FakeGitHub
 from tests.support.fakegithub.fixtures import serve_fake_github
 from tests.support.images import ImageFactory
-from tests.support.prune_world import OWNER, World, action_inputs, build_charon_world, input_env
+from tests.support.prune_world import OWNER, World, action_inputs, build_charon_world, run_prune
 from tests.support.services import Registry
 
 pytestmark = pytest.mark.services
@@ -46,31 +44,16 @@ def run_once(
     capsys: pytest.CaptureFixture[str] | None = None,
 ) -> tuple[int, dict[str, str], str, OnlineStats]:
     """One in-process run with the runner's files; returns exit code, outputs, stdout, request stats."""
-    folder = Path(tmp_path) / f"run-{len(list(Path(tmp_path).glob('run-*')))}"
-    folder.mkdir()
-    env = {
-        **input_env(inputs),
-        "GITHUB_OUTPUT": str(folder / "output"),
-        "GITHUB_STEP_SUMMARY": str(folder / "summary.md"),
-        "INPUT_PLAN-FILE": str(folder / "plan.json"),
-    }
-    (folder / "output").write_text("")
-    stats = OnlineStats()
-
-    def body() -> int:
-        settings = parse_settings(env)
-        return run_online(settings, env, report, runtime=runtime, stats=stats)
-
-    code = gha.run_action(body, env)
+    code, outputs, stats = run_prune(tmp_path, inputs, runtime)
     stdout = capsys.readouterr().out if capsys is not None else ""
-    return code, parse_file_command((folder / "output").read_text()), stdout, stats
+    return code, outputs, stdout, stats
 
 
 def test_faults_and_an_exhausted_budget_delete_nothing_wrong_and_the_next_run_finishes(
     gh: FakeGitHub, registry: Registry, image_factory: ImageFactory, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    world = build_charon_world(gh, registry, image_factory)
+    world = build_charon_world(gh, registry, image_factory, shuffle=2)
     errors = gh.faults.errors(0.1, status=502)
     resets = gh.faults.resets(0.1)
     # Enough for the listing, the in-use look-ups and a few deletions above the client's margin of 50.
@@ -205,7 +188,7 @@ def test_executor_classifies_answers_and_stops_on_a_forbidden_token() -> None:
 def test_two_runs_at_once_on_one_package(
     gh: FakeGitHub, registry: Registry, image_factory: ImageFactory, tmp_path: Path
 ) -> None:
-    world = build_charon_world(gh, registry, image_factory)
+    world = build_charon_world(gh, registry, image_factory, shuffle=4)
     inputs = action_inputs(gh, registry, world, **{"dry-run": "false"})
     results: list[tuple[int, dict[str, str], str, OnlineStats]] = []
     folders = [tmp_path / "a", tmp_path / "b"]

@@ -1,6 +1,7 @@
 """action-prune against the real loopback registry behind the fake GitHub: after a real run exactly the
 expected versions are gone, every kept tag still pulls through the engine for both platforms, and a
-second run right after deletes nothing."""
+second run right after deletes nothing; with the versions list in push order and in a random order (GitHub
+promises none)."""
 
 from __future__ import annotations
 
@@ -50,14 +51,16 @@ def plan_file(result: Any) -> dict[str, Any]:
     return dict(json.loads(Path(result.outputs["plan-path"]).read_text()))
 
 
+@pytest.mark.parametrize("shuffle", [None, 1], ids=["push-order", "shuffled"])
 def test_forty_versions_exactly_the_expected_go_and_every_kept_tag_pulls(
     action_runner: ActionRunner,
     gh: FakeGitHub,
     registry: Registry,
     image_factory: ImageFactory,
     docker_client: Any,
+    shuffle: int | None,
 ) -> None:
-    world = build_charon_world(gh, registry, image_factory)
+    world = build_charon_world(gh, registry, image_factory, shuffle=shuffle)
     assert len(world.all_digests) >= 40
     assert active_digests(world) == world.all_digests
 

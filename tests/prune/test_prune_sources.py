@@ -1,5 +1,5 @@
 """The prune edges: manifests read into reachability facts, owner detection, the mid-run look at new pushes,
-bytes freed."""
+conditional listing, bytes freed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from charon_ci import oci, registry
 from charon_ci.github import GithubClient
-from charon_ci.prune.apply import GhcrFreshness, measured_bytes
+from charon_ci.prune.apply import GhcrWatch, Replanner, Runtime, measured_bytes
 from charon_ci.prune.model import InUse
-from charon_ci.prune.policy import Decision, build_policy, plan
+from charon_ci.prune.policy import Decision, build_policy
 from charon_ci.prune.reachability import ManifestFacts, ManifestGraph
 from charon_ci.prune.sources import GhcrPackage, InUseLookup, ManifestSource, manifest_facts, owner_type_from_event
 from tests.support.fakegithub import FakeGitHub
@@ -68,11 +68,10 @@ def test_a_push_during_the_run_that_reuses_a_planned_child_keeps_it(
     ghcr = GhcrPackage(client, OWNER, world.package_name)
     versions = ghcr.list_versions()
     source = ManifestSource(registry.client(), world.repository)  # type: ignore[attr-defined]
-    graph = ManifestGraph()
-    facts, failed = source.read([v.digest for v in versions])
-    graph = graph.with_facts(facts, failed)
-    result = plan(versions, build_policy([], []), InUse(frozenset({12}), frozenset({world.active_run_sha}), 1),
-                  versions[0].created_at, graph)  # fmt: skip
+    in_use = InUse(frozenset({12}), frozenset({world.active_run_sha}), 1)
+    replanner = Replanner(build_policy([], []), in_use, versions[0].created_at, source.read)
+    result = replanner(versions)
+    graph = replanner.graph
     pending: dict[str, Decision] = {d.version.digest: d for d in result.delete}
     # Someone pushes a new image that reuses a platform manifest this run is about to delete.
     reused = next(
@@ -86,10 +85,27 @@ def test_a_push_during_the_run_that_reuses_a_planned_child_keeps_it(
              "platform": {"architecture": "amd64", "os": "linux"}}  # fmt: skip
     body = canonical_json({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": [entry]})
     image_factory.put_manifest(world.repository, "sha-newpush", body, oci.OCI_INDEX)
-    freshness = GhcrFreshness(ghcr, source, {v.id: v for v in versions})
-    held = freshness.referenced_since({v.id for v in versions}, pending)
-    assert reused in held and "pushed during the run" in held[reused]
-    assert freshness.looks == 1
+    watch = GhcrWatch(ghcr, replanner, {v.id: v for v in versions}, Runtime(), basis=0.0)
+    held = watch.look(pending, frozenset())
+    assert set(held) == {reused}, held
+    assert "referenced by kept" in held[reused] and "sha-newpush" in held[reused]
+    assert watch.looks == 1 and watch.look_requests == 2  # two listings of one page: the second one agreed
+
+
+def test_unchanged_pages_answer_304_and_a_full_last_page_is_asked_again(fake_github: FakeGitHub) -> None:
+    package = fake_github.add_package(OWNER, "paged")
+    for n in range(200):
+        package.add_version(f"sha256:{n:064x}", [f"sha-{n:07x}"], created_at=1_700_000_000 + n)
+    ghcr = GhcrPackage(GithubClient(fake_github.token, api_url=fake_github.url, sleep=lambda s: None), OWNER, "paged")
+    ghcr.detect_scope("Organization")
+    assert len(ghcr.list_versions()) == 200 and ghcr.list_requests == 2 and ghcr.unchanged_pages == 0
+    assert len(ghcr.list_versions()) == 200
+    # Both pages unchanged; the last one is full, so whether a third page exists is asked without an ETag.
+    assert ghcr.list_requests == 5 and ghcr.unchanged_pages == 2
+    assert fake_github.count(status=304) == 2
+    package.add_version("sha256:" + "f" * 64, ["latest"], created_at=1_600_000_000)  # oldest: a third page
+    assert len(ghcr.list_versions()) == 201
+    assert fake_github.rate_limit().used == ghcr.list_requests - ghcr.unchanged_pages
 
 
 def test_bytes_freed_counts_only_blobs_no_kept_image_uses() -> None:

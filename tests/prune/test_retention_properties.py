@@ -1,5 +1,6 @@
 """Property test over random registry states: what is kept, used or reachable is never planned for deletion,
-the plan is exact when every manifest can be read, and planning again after the deletions deletes nothing.
+the plan is exact when every manifest can be read, the order of the listing changes nothing, and planning
+again after the deletions deletes nothing.
 
 The checks use their own small model (closure over the *true* manifest graph, their own reading of PR and
 sha tags), not the planner's helpers. The world generator respects the one assumption the planner documents:
@@ -46,6 +47,7 @@ class World:
     in_use: InUse
     policy: Policy
     online: bool
+    order: list[int]  # another order of the same versions: GitHub promises none
 
 
 def dg(n: int) -> str:
@@ -123,7 +125,8 @@ def worlds(draw: st.DrawFn) -> World:
     active = frozenset(draw(st.sets(st.sampled_from(SHAS), max_size=2)))
     runs = len(active) + draw(st.integers(0, 1))
     policy = draw(st.sampled_from(POLICIES))
-    return World(versions, truth, unreadable, InUse(open_prs, active, runs), policy, online)
+    order = draw(st.permutations(range(count)))
+    return World(versions, truth, unreadable, InUse(open_prs, active, runs), policy, online, list(order))
 
 
 def run_plan(world: World, versions: Sequence[PackageVersion]) -> Plan:
@@ -258,6 +261,10 @@ def check_safe(world: World, versions: Sequence[PackageVersion], result: Plan) -
 def test_never_deletes_what_must_stay_and_second_run_deletes_nothing(world: World) -> None:
     first = run_plan(world, world.versions)
     check_safe(world, world.versions, first)
+    # The same versions listed in another order give the same plan, down to the order of deletions.
+    reordered = run_plan(world, [world.versions[i] for i in world.order])
+    assert [(d.version.id, d.summary) for d in reordered.delete] == [(d.version.id, d.summary) for d in first.delete]
+    assert [(d.version.id, d.summary) for d in reordered.keep] == [(d.version.id, d.summary) for d in first.keep]
     if world.online and not world.unreadable:
         assert {d.version.id for d in first.delete} == expected_deletions(world, world.versions)
     remaining = [v for v in world.versions if v.digest not in first.delete_digests]

@@ -3,7 +3,10 @@
 `build_charon_world` pushes real images (two-platform indexes with buildx attestations, a cosign signature,
 an OCI referrer with its fallback tag, shared platform children, orphans), sets each version's `created_at`
 in the fake, adds open and closed PRs and an in-progress run, and returns what a correct prune must delete
-and keep. Used by tests/test_prune_scenario.py, tests/test_prune_faults.py and bench/prune.
+and keep. With `shuffle` set, the fake serves every page of the versions list in a seeded random order
+(GitHub promises none). `retag` points another tag at a pushed manifest, as `imagetools create` or
+`crane tag` would; `run_prune` runs the command in-process with the runner's files. Used by the tests in
+tests/prune/ and by bench/prune.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from charon_ci import gha, oci
+from charon_ci.prune.apply import OnlineStats, Runtime, run_online
+from charon_ci.prune.command import parse_settings, report
+from tests.support.composite import parse_file_command
 from tests.support.fakegithub import FakeGitHub, Package
 from tests.support.images import ImageFactory, PushedImage, PushedIndex
 from tests.support.services import Registry
@@ -55,7 +63,18 @@ def _fallback_index_digest(registry: Registry, repository: str, subject: str) ->
     return str(answer.headers["Docker-Content-Digest"])
 
 
-def build_charon_world(gh: FakeGitHub, registry: Registry, images: ImageFactory, now: float | None = None) -> World:
+def retag(registry: Registry, images: ImageFactory, repository: str, digest: str, tag: str) -> None:
+    """Point `tag` at the manifest `digest` (same bytes, so the same digest): a re-tag, no new version."""
+    answer = requests.get(
+        f"{registry.url}/v2/{repository}/manifests/{digest}", headers={"Accept": oci.ACCEPT_MANIFEST}, timeout=10
+    )
+    answer.raise_for_status()
+    images.put_manifest(repository, tag, answer.content, answer.headers["Content-Type"])
+
+
+def build_charon_world(
+    gh: FakeGitHub, registry: Registry, images: ImageFactory, now: float | None = None, shuffle: int | None = None
+) -> World:
     """About 45 versions; see the module docstring. Ages are relative to `now` (default: the real time)."""
     assert registry.storage_dir is not None
     now = time.time() if now is None else now
@@ -64,6 +83,8 @@ def build_charon_world(gh: FakeGitHub, registry: Registry, images: ImageFactory,
     package = gh.add_container_package(
         OWNER, name, registry_url=registry.url, repository=repository, storage_dir=registry.storage_dir
     )
+    if shuffle is not None:
+        package.backend.controls.shuffle_rows(shuffle)
     world = World(package, name, repository)
     ages: dict[str, float] = {}
 
@@ -156,3 +177,26 @@ def action_inputs(gh: FakeGitHub, registry: Registry, world: World, **extra: str
 
 def input_env(inputs: dict[str, str]) -> dict[str, str]:
     return {f"INPUT_{name.upper()}": value for name, value in inputs.items()}
+
+
+def run_prune(
+    folder: Path, inputs: dict[str, str], runtime: Runtime | None = None
+) -> tuple[int, dict[str, str], OnlineStats]:
+    """One in-process run with the runner's files in a new folder under `folder`; returns exit code,
+    outputs and request counts. The log goes to stdout (read it with capsys)."""
+    run = Path(folder) / f"run-{len(list(Path(folder).glob('run-*')))}"
+    run.mkdir(parents=True)
+    env = {
+        **input_env(inputs),
+        "GITHUB_OUTPUT": str(run / "output"),
+        "GITHUB_STEP_SUMMARY": str(run / "summary.md"),
+        "INPUT_PLAN-FILE": str(run / "plan.json"),
+    }
+    (run / "output").write_text("")
+    stats = OnlineStats()
+
+    def body() -> int:
+        return run_online(parse_settings(env), env, report, runtime=runtime or Runtime(), stats=stats)
+
+    code = gha.run_action(body, env)
+    return code, parse_file_command((run / "output").read_text()), stats

@@ -1,15 +1,26 @@
 """Online prune: list, look up what is in use, read the manifests the plan asks for, plan, then delete.
 
+The listing: GitHub pages the versions list by page number, so a version deleted by someone else between
+two page reads makes another one vanish from the listing (charon_ci.prune.drift). The list is read until a
+listing is followed by one that lost nothing; the plan covers every version either saw. If the list keeps
+losing rows (three listings), every untagged version is kept, and the log and plan say so.
+
 The executor deletes in the plan's order (oldest group first, an index before its children), and:
+- rests every GHCR DELETE on fresh facts: a complete look at every version (settled as above) begun at most
+  `Runtime.freshness_bound` seconds earlier, the first one included, and a read of that very version just
+  before its DELETE. A look that shows pushes or re-tags plans again on what it saw (same time, same in-use
+  facts, manifests of new versions read) and holds back every pending deletion the new plan keeps; the
+  read holds back a version whose tags changed, and skips one already gone. Pages that did not change
+  answer 304, which costs no rate budget;
 - stops before the primary rate budget runs out (`GithubClient.can_spend`, which keeps a margin);
 - spaces DELETEs so no minute holds more than `DELETES_PER_MINUTE` of them: GitHub's secondary limit is 900
-  points a minute and a DELETE costs 5, so 180 would be the ceiling; pacing keeps us under it instead of
-  learning about it from a 403;
+  points a minute per endpoint and a DELETE costs 5, so 180 would be the ceiling; pacing keeps us under it
+  instead of learning about it from a 403 (the reads go to other endpoints);
 - treats GitHub's refusals as outcomes: 404 = someone else (another run, GHCR's own cascade) already
-  deleted it; 400 = the last tagged version or a public version past 5,000 downloads: reported, and
-  everything that was to go with it (its children) stays, since it still references them;
-- looks at the newest page of versions every minute: a version pushed meanwhile may reuse a platform
-  manifest we planned to delete (shared children, reproducible builds); such manifests are then kept.
+  deleted it, unless the version can still be read: then the token lacks admin rights on the package, and
+  the run stops and fails naming that permission; 400 = the last tagged version or a public version past
+  5,000 downloads: reported, and everything that was to go with it (its children) stays, since it still
+  references them.
 Two runs at once stay correct (each deletes only what its own plan proved unreachable; a 404 is "already
 gone"), though they share one secondary-limit budget: use a concurrency group.
 """
@@ -17,15 +28,16 @@ gone"), though they share one secondary-limit budget: use a concurrency group.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from charon_ci import gha, github, registry
 from charon_ci.github import GithubClient
+from charon_ci.prune.drift import Settled, drift, settle
 from charon_ci.prune.model import InUse, PackageVersion, shown
-from charon_ci.prune.policy import Decision, Plan, plan, plan_with_reads
+from charon_ci.prune.policy import Decision, Plan, Policy, plan, plan_with_reads
 from charon_ci.prune.reachability import ManifestFacts, ManifestGraph, short_digest
 from charon_ci.prune.report import Outcome, log_plan
 from charon_ci.prune.sources import (
@@ -45,17 +57,20 @@ if TYPE_CHECKING:
 Reporter = Callable[["PruneSettings", Plan, Outcome, Mapping[str, str]], int]
 
 DELETES_PER_MINUTE = 172  # 172 x 5 = 860 points, under the 900 a minute GitHub allows
-FRESHNESS_INTERVAL = 60.0  # seconds between looks at the newest versions while deleting
+FRESHNESS_BOUND = 30.0  # seconds: every GHCR DELETE rests on a look at all versions begun at most this long ago
+MAX_LISTINGS = 3  # listings in a row while the versions list keeps losing rows under us
 MAX_CONSECUTIVE_ERRORS = 5
 
 
 @dataclass
 class Runtime:
-    """Time sources, injectable so tests and benches can run minutes of pacing on a simulated clock."""
+    """Time sources and the freshness bound, injectable so tests and benches can run minutes of pacing on a
+    simulated clock."""
 
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    freshness_bound: float = FRESHNESS_BOUND
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.wall(), UTC)
@@ -84,10 +99,29 @@ class Deleter(Protocol):
     def delete(self, version: PackageVersion) -> DeleteResult: ...
 
 
-class Freshness(Protocol):
-    def referenced_since(self, known: set[int], pending: Mapping[str, Decision]) -> dict[str, str]:
-        """Digests of pending deletions that something new references (digest -> why)."""
+@dataclass(frozen=True)
+class Recheck:
+    """A version as read just before its DELETE, compared with the plan."""
+
+    status: Literal["unchanged", "gone", "changed", "unknown"]
+    detail: str = ""
+
+
+class LookFailed(Exception):
+    """The versions list could not be read: nothing more may be deleted on stale facts."""
+
+
+class Watch(Protocol):
+    """Keeps a run's facts fresh: looks at every version, and reads one version before its DELETE."""
+
+    basis: float  # monotonic time at which the look the remaining deletions rest on began
+    look_cost: int  # requests the last look took
+
+    def look(self, pending: Mapping[str, Decision], done: Set[int]) -> dict[str, str]:
+        """Look again; pending digests that must now stay (digest -> why). Raises LookFailed."""
         ...
+
+    def recheck(self, version: PackageVersion) -> Recheck: ...
 
 
 @dataclass
@@ -113,40 +147,80 @@ class Executor:
     budget: Budget
     pacer: Pacer
     runtime: Runtime
-    freshness: Freshness | None = None
-    known_ids: set[int] = field(default_factory=set)
+    watch: Watch | None = None
     log: Callable[[str], None] = gha.info
 
     def run(self, result: Plan) -> Outcome:
         outcome = Outcome()
         pending: dict[str, Decision] = {d.version.digest: d for d in result.delete}
         held: dict[str, str] = {}  # digest -> why it is no longer deleted
+        done: set[int] = set()  # ids this run deleted or found gone
         errors_in_a_row = 0
-        last_look = self.runtime.monotonic()
+        bound = self.runtime.freshness_bound
+        if self.watch is not None:
+            self.log(
+                f"every DELETE rests on a look at all versions begun at most {bound:g} s earlier "
+                "and on a read of that version just before it"
+            )
         for decision in result.delete:
             digest = decision.version.digest
             if digest in held:
                 continue
-            if self.freshness is not None and self.runtime.monotonic() - last_look >= FRESHNESS_INTERVAL:
-                last_look = self.runtime.monotonic()
-                live = {d: pending[d] for d in pending if d not in held}
-                for found, why in self.freshness.referenced_since(self.known_ids, live).items():
-                    self._hold(found, why, result, pending, held)
-                if digest in held:
-                    continue
-            if not self.budget.allows(1):
+            watch = self.watch
+            stale = watch is not None and self.runtime.monotonic() - watch.basis >= bound
+            cost = 1 + (0 if watch is None else 1 + (watch.look_cost if stale else 0))
+            if not self.budget.allows(cost):
                 outcome.stopped_because = f"rate budget nearly spent ({self.budget.describe()})"
                 break
             self.pacer.wait()
+            if watch is not None:
+                if self.runtime.monotonic() - watch.basis >= bound:
+                    live = {d: pending[d] for d in pending if d not in held}
+                    try:
+                        found = watch.look(live, done)
+                    except LookFailed as exc:
+                        outcome.stopped_because = (
+                            f"cannot look at the versions again ({exc}): not deleting on stale facts"
+                        )
+                        break
+                    for held_digest, why in found.items():
+                        self._hold(held_digest, why, result, pending, held)
+                    if digest in held:
+                        continue
+                seen = watch.recheck(decision.version)
+                if seen.status == "gone":
+                    pending.pop(digest, None)
+                    done.add(decision.version.id)
+                    outcome.already_gone.append(decision)
+                    self.log(f"already gone {_name(decision)}")
+                    continue
+                if seen.status == "changed":
+                    self._hold(digest, seen.detail, result, pending, held)
+                    continue
+                if seen.status == "unknown":
+                    outcome.failed.append((decision, f"not checked: {seen.detail}"))
+                    pending.pop(digest, None)
+                    self._hold(digest, f"kept: {short_digest(digest)} could not be checked", result, pending, held,
+                               root=True)  # fmt: skip
+                    errors_in_a_row += 1
+                    if errors_in_a_row >= MAX_CONSECUTIVE_ERRORS:
+                        outcome.stopped_because = (
+                            f"{errors_in_a_row} checks or deletions in a row failed ({seen.detail})"
+                        )
+                        outcome.fatal = True
+                        break
+                    continue
             answer = self.deleter.delete(decision.version)
             pending.pop(digest, None)
             if answer.status == "deleted":
                 outcome.deleted.append(decision)
+                done.add(decision.version.id)
                 errors_in_a_row = 0
                 self.log(f"deleted {_name(decision)}: {decision.summary}")
                 continue
             if answer.status == "gone":
                 outcome.already_gone.append(decision)
+                done.add(decision.version.id)
                 errors_in_a_row = 0
                 self.log(f"already gone {_name(decision)}")
                 continue
@@ -169,11 +243,11 @@ class Executor:
                     break
             else:
                 errors_in_a_row = 0
-        done = {d.version.digest for d in outcome.deleted} | {d.version.digest for d in outcome.already_gone}
-        done |= {d.version.digest for d, _ in outcome.failed}
+        settled = {d.version.digest for d in outcome.deleted} | {d.version.digest for d in outcome.already_gone}
+        settled |= {d.version.digest for d, _ in outcome.failed}
         for decision in result.delete:
             digest = decision.version.digest
-            if digest in done:
+            if digest in settled:
                 continue
             if digest in held:
                 outcome.failed.append((decision, held[digest]))
@@ -236,45 +310,107 @@ class HubDeleter:
         return DeleteResult("deleted")
 
 
+def read_settled(
+    package: GhcrPackage,
+    known: Mapping[int, PackageVersion] | None = None,
+    done: Set[int] = frozenset(),
+) -> Settled:
+    """List until a listing is followed by one that lost nothing (charon_ci.prune.drift), at most
+    MAX_LISTINGS times; the union of what they saw, over `known`."""
+    looks = [package.list_versions()]
+    while True:
+        looks.append(package.list_versions())
+        settled = settle(looks, known, done)
+        if settled.trusted or len(looks) >= MAX_LISTINGS:
+            return settled
+
+
+def unsettled_reason(settled: Settled) -> str:
+    return (
+        f"the versions list lost rows while it was read, {settled.looks} listings in a row "
+        f"({settled.describe()}): a version may be missing from it, and what it references would look unused"
+    )
+
+
 @dataclass
-class GhcrFreshness:
-    """Reads the newest page; a version we did not list, or a listed one whose tags changed, may now need
-    what we planned to delete."""
+class Replanner:
+    """Plans again on a fresh listing with the first plan's time, policy and in-use facts, reading only the
+    manifests it has not read yet."""
+
+    policy: Policy
+    in_use: InUse
+    now: datetime
+    read: Callable[[Sequence[str]], tuple[list[ManifestFacts], dict[str, str]]]
+    graph: ManifestGraph = field(default_factory=ManifestGraph)
+
+    def __call__(self, versions: Sequence[PackageVersion], keep_untagged: str | None = None) -> Plan:
+        result, self.graph = plan_with_reads(
+            versions, self.policy, self.in_use, self.now, self.read, self.graph, keep_untagged=keep_untagged
+        )
+        return result
+
+
+@dataclass
+class GhcrWatch:
+    """Looks at every version again (`look`) and reads one version before its DELETE (`recheck`)."""
 
     package: GhcrPackage
-    manifests: ManifestSource
-    listed: Mapping[int, PackageVersion]
+    replan: Callable[[Sequence[PackageVersion], str | None], Plan]
+    known: dict[int, PackageVersion]
+    runtime: Runtime
+    basis: float
+    look_cost: int = 1
     looks: int = 0
+    look_requests: int = 0
+    log: Callable[[str], None] = gha.info
 
-    def referenced_since(self, known: set[int], pending: Mapping[str, Decision]) -> dict[str, str]:
+    def look(self, pending: Mapping[str, Decision], done: Set[int]) -> dict[str, str]:
         self.looks += 1
+        started = self.runtime.monotonic()
+        before = self.package.list_requests
+        try:
+            settled = read_settled(self.package, self.known, done)
+        except github.GithubError as exc:
+            raise LookFailed(exc.message) from None
+        finally:
+            self.look_cost = max(1, self.package.list_requests - before)
+            self.look_requests += self.package.list_requests - before
+        self.basis = started
+        since = drift((v for i, v in self.known.items() if i not in done), settled.versions, done)
+        self.known = {v.id: v for v in settled.versions}
+        if not (since.added or since.retagged or settled.changed or not settled.trusted):
+            return {}
+        keep_untagged = None if settled.trusted else unsettled_reason(settled)
+        self.log(
+            f"look {self.looks} at all versions: {since.describe()}"
+            + (f"; while listing: {settled.describe()}" if settled.changed else "")
+            + ("; planning again" if keep_untagged is None else "; keeping every untagged version")
+        )
+        try:
+            fresh = self.replan(settled.versions, keep_untagged)
+        except github.GithubError as exc:
+            raise LookFailed(exc.message) from None
+        still = fresh.delete_digests
+        kept = {d.version.digest: d for d in fresh.keep}
         held: dict[str, str] = {}
-        newest = self.package.newest_versions()
-        fresh: list[PackageVersion] = []
-        for version in newest:
-            before = self.listed.get(version.id)
-            if before is None:
-                fresh.append(version)
-            elif before.tags != version.tags and version.digest in pending:
-                now_tagged = ", ".join(shown(tag) for tag in version.tags) or "untagged"
-                held[version.digest] = f"its tags changed during the run ({now_tagged})"
-        if not fresh:
-            return held
-        graph = ManifestGraph()
-        to_read = [v.digest for v in fresh]
-        seen: set[str] = set()
-        while to_read:
-            facts, _ = self.manifests.read(to_read)
-            seen.update(to_read)
-            graph = graph.with_facts(facts, {})
-            to_read = []
-            for item in facts:
-                for child in item.children:
-                    if child.digest in pending:
-                        held[child.digest] = f"referenced by {short_digest(item.digest)}, pushed during the run"
-                    if child.may_have_children and child.digest not in seen and child.digest not in pending:
-                        to_read.append(child.digest)
+        for digest in pending:
+            if digest not in still:
+                decision = kept.get(digest)
+                held[digest] = "kept on a fresh look: " + (decision.summary if decision else "no longer listed")
         return held
+
+    def recheck(self, version: PackageVersion) -> Recheck:
+        try:
+            now = self.package.read_version(version.id)
+        except github.GithubError as exc:
+            return Recheck("unknown", exc.message)
+        if now is None:
+            return Recheck("gone")
+        self.known[now.id] = now
+        if set(now.tags) != set(version.tags):
+            tags = ", ".join(shown(tag) for tag in now.tags) or "untagged"
+            return Recheck("changed", f"its tags changed during the run (now: {tags})")
+        return Recheck("unchanged")
 
 
 def _read_sizes(
@@ -305,12 +441,16 @@ def measured_bytes(graph: ManifestGraph, deleted: Iterable[str], kept: Iterable[
 class OnlineStats:
     """Request counts for the log and the bench."""
 
-    list_requests: int = 0
+    list_requests: int = 0  # every versions list page requested (initial listings and looks)
+    unchanged_pages: int = 0  # of those, answered 304 (not charged to the rate budget)
+    listings: int = 0  # listings the plan rests on (two, unless the list changed while it was read)
+    version_reads: int = 0  # single-version reads: one before each DELETE, one after each 404
     delete_requests: int = 0
     in_use_requests: int = 0
     manifest_reads: int = 0
     size_reads: int = 0
-    freshness_looks: int = 0
+    freshness_looks: int = 0  # looks at every version while deleting
+    look_requests: int = 0  # list pages those looks requested
     planning_seconds: float = 0.0
     pacing_wait: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
@@ -334,7 +474,7 @@ def run_online(
     lookup = InUseLookup(in_use_client, settings.repository, own_run_id=int(run_id) if run_id.isdigit() else None)
     deleter: Deleter
     budget: Budget
-    freshness: Freshness | None = None
+    watch: GhcrWatch | None = None
     graph: ManifestGraph | None
     now = runtime.now()
 
@@ -342,9 +482,21 @@ def run_online(
         gh = in_use_client if settings.token == settings.github_token else client(settings.token)
         package = GhcrPackage(gh, settings.owner, settings.package)
         package.detect_scope(owner_type_from_event(env, settings.owner))
+        keep_untagged: str | None = None
         with gha.group(f"Listing {settings.owner}/{settings.package} versions"):
-            versions = package.list_versions()
-            gha.info(f"{len(versions)} versions in {package.list_requests} requests")
+            listed_at = runtime.monotonic()
+            settled = read_settled(package)
+            versions = list(settled.versions)
+            gha.info(f"{len(versions)} versions in {package.list_requests} requests ({settled.looks} listings)")
+            if not settled.trusted:
+                keep_untagged = unsettled_reason(settled)
+            elif settled.changed:
+                gha.info(
+                    f"the versions list changed while it was read ({settled.describe()}); "
+                    f"planning on every version seen in {settled.looks} listings"
+                )
+        if keep_untagged is not None:
+            gha.info(f"keeping every untagged version: {keep_untagged}")
         in_use = _in_use(lookup)
         regclient = registry.RegistryClient(
             settings.registry_host or "ghcr.io",
@@ -353,13 +505,18 @@ def run_online(
             sleep=runtime.sleep,
         )
         source = ManifestSource(regclient, f"{settings.owner}/{settings.package}".lower())
+        replanner = Replanner(settings.policy, in_use, now, source.read)
         started = time.process_time()
-        result, graph = plan_with_reads(versions, settings.policy, in_use, now, source.read)
+        result = replanner(versions, keep_untagged)
+        graph = replanner.graph
         stats.planning_seconds = time.process_time() - started
         stats.manifest_reads = source.reads
         deleter = GhcrDeleter(package)
         budget = Budget(gh)
-        freshness = GhcrFreshness(package, source, {v.id: v for v in versions})
+        watch = GhcrWatch(
+            package, replanner, {v.id: v for v in versions}, runtime, basis=listed_at, look_cost=package.list_requests
+        )
+        stats.listings = settled.looks
         sized_graph, complete = _read_sizes(result, graph, source.read) if result.delete else (graph, True)
         stats.size_reads = source.reads - stats.manifest_reads
     else:
@@ -395,7 +552,7 @@ def run_online(
         outcome = Outcome(remaining=list(result.delete), bytes_planned=planned_bytes)
     else:
         pacer = Pacer(DELETES_PER_MINUTE, runtime)
-        executor = Executor(deleter, budget, pacer, runtime, freshness, {v.id for v in versions})
+        executor = Executor(deleter, budget, pacer, runtime, watch)
         with gha.group(f"Deleting {len(result.delete)} versions, oldest first"):
             outcome = executor.run(result)
         stats.pacing_wait = pacer.waited
@@ -407,13 +564,20 @@ def run_online(
             )
     if settings.registry == "ghcr":
         stats.list_requests = package.list_requests
+        stats.unchanged_pages = package.unchanged_pages
+        stats.version_reads = package.read_requests
         stats.delete_requests = package.delete_requests
-        stats.freshness_looks = freshness.looks if isinstance(freshness, GhcrFreshness) else 0
+        if watch is not None:
+            stats.freshness_looks = watch.looks
+            stats.look_requests = watch.look_requests
     else:
         stats.delete_requests = hub.requests - stats.list_requests
     stats.in_use_requests = lookup.requests
     code = report(settings, result, outcome, env)
-    return 1 if outcome.fatal else code
+    if outcome.fatal:
+        gha.error(f"stopped: {outcome.stopped_because}", title="charon-ci prune")
+        return 1
+    return code
 
 
 def _in_use(lookup: InUseLookup) -> InUse:

@@ -340,10 +340,14 @@ def plan(
     in_use: InUse,
     now: datetime,
     graph: ManifestGraph | None = None,
+    keep_untagged: str | None = None,
 ) -> Plan:
-    """Decide every version. `graph=None` means no manifest data at all (offline snapshot)."""
+    """Decide every version. `graph=None` means no manifest data at all (offline snapshot).
+
+    `keep_untagged` (a reason) keeps every untagged version and everything it reaches: for a listing that
+    may have missed a version (it changed while it was read), whose children would look unreferenced."""
     with _collector_paused():
-        return _plan(versions, policy, in_use, now, graph)
+        return _plan(versions, policy, in_use, now, graph, keep_untagged)
 
 
 def _plan(
@@ -352,6 +356,7 @@ def _plan(
     in_use: InUse,
     now: datetime,
     graph: ManifestGraph | None,
+    keep_untagged: str | None = None,
 ) -> Plan:
     buffer = ACTIVE_RUN_BUFFER if in_use.active_runs else timedelta(0)
     min_age = policy.min_age + buffer
@@ -391,6 +396,10 @@ def _plan(
     for version in candidates:
         if not is_untagged_like(version):
             continue
+        if keep_untagged is not None:
+            own_reason[version.digest] = f"{_kind(version)}; {keep_untagged}"
+            roots.append(version.digest)
+            continue
         if graph is None:
             if not version.tags:
                 own_reason[version.digest] = "untagged; no manifest data (offline snapshot): never deleted"
@@ -405,6 +414,11 @@ def _plan(
             needs_late.add(version.digest)
         roots.append(version.digest)
 
+    # Which kept version explains a manifest ("referenced by kept ...") follows the marking order: sorted, so
+    # the same versions listed in any order (GitHub promises none) give the same plan.
+    roots.sort()
+    for referrers in tag_referrers.values():
+        referrers.sort()
     marking = mark(roots, graph, tag_referrers)
     # Only manifests in this package count: a digest that is not a version here has no children here.
     blockers = sorted((marking.unreadable | marking.unresolved) & by_digest.keys())
@@ -421,6 +435,7 @@ def _plan(
                     f"{_describe(by_digest.get(first), first)} {state}{more}"
                 )
                 roots.append(version.digest)
+        roots.sort()
         marking = mark(roots, graph, tag_referrers)
 
     deleted: list[PackageVersion] = []
@@ -466,6 +481,8 @@ def _plan(
         notes.append("in-use facts not checked (offline): open PRs and active runs were not looked up")
     if buffer:
         notes.append(f"{in_use.active_runs} active workflow run(s): one-hour safety buffer added to every age limit")
+    if keep_untagged is not None:
+        notes.append(f"every untagged version kept: {keep_untagged}")
     return Plan(
         now=now,
         delete=tuple(delete_decisions),
@@ -563,6 +580,7 @@ def plan_with_reads(
     read: ManifestReader,
     graph: ManifestGraph | None = None,
     max_rounds: int = 16,
+    keep_untagged: str | None = None,
 ) -> tuple[Plan, ManifestGraph]:
     """Plan, read what the plan asks for, plan again, until it asks for nothing new.
 
@@ -570,7 +588,7 @@ def plan_with_reads(
     at most once; what stays unknown keeps whatever it might reference."""
     graph = graph or ManifestGraph()
     attempted: set[str] = set()
-    current = plan(versions, policy, in_use, now, graph)
+    current = plan(versions, policy, in_use, now, graph, keep_untagged)
     for _ in range(max_rounds):
         wanted = sorted(current.needs_manifests - attempted)
         if not wanted:
@@ -580,5 +598,5 @@ def plan_with_reads(
         got = {item.digest for item in facts}
         missing = {digest: "no answer" for digest in wanted if digest not in failed and digest not in got}
         graph = graph.with_facts(facts, {**failed, **missing})
-        current = plan(versions, policy, in_use, now, graph)
+        current = plan(versions, policy, in_use, now, graph, keep_untagged)
     return current, graph

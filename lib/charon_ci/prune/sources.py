@@ -40,16 +40,40 @@ class DeleteResult:
     http_status: int | None = None
 
 
+# What a token without admin rights on a package needs, named when GHCR refuses it (with a 404).
+ADMIN_NEEDED = (
+    "the token needs admin rights on the package: for GITHUB_TOKEN, give this repository the Admin role under "
+    "the package's Package settings > Manage Actions access (and `packages: write` in the workflow); for a "
+    "personal access token, `delete:packages` and admin on the package"
+)
+PAGE_SIZE = 100
+MAX_PAGES = 10_000
+
+
+@dataclass(frozen=True)
+class _CachedPage:
+    etag: str
+    items: list[Any]
+    next_url: str | None
+
+
 @dataclass
 class GhcrPackage:
-    """One container package's versions endpoint. `scope` is `orgs/OWNER`, `users/OWNER` or `user`."""
+    """One container package's versions endpoint. `scope` is `orgs/OWNER`, `users/OWNER` or `user`.
+
+    Listing sends each page's last ETag (`If-None-Match`): a page that did not change answers 304, which
+    GitHub does not charge to the rate budget, so looking again at a package costs little when little changed.
+    """
 
     client: github.GithubClient
     owner: str
     name: str
     scope: str = ""
     list_requests: int = 0
+    unchanged_pages: int = 0  # list requests answered 304 (not charged)
+    read_requests: int = 0  # single-version reads
     delete_requests: int = 0
+    _pages: dict[str, _CachedPage] = field(default_factory=dict, repr=False)
 
     @property
     def versions_path(self) -> str:
@@ -64,17 +88,13 @@ class GhcrPackage:
             self.scope = f"users/{self.owner}"
 
     def list_versions(self) -> list[PackageVersion]:
-        """Every active version, all pages (100 a page, `Link: next` followed)."""
+        """Every active version, all pages (100 a page, `Link: next` followed), in no particular order."""
         scopes = [self.scope] if self.scope else [f"orgs/{self.owner}", f"users/{self.owner}"]
         for position, scope in enumerate(scopes):
             self.scope = scope
-            items: list[Any] = []
             try:
-                for page in self.client.iter_pages(self.versions_path, per_page=100):
-                    self.list_requests += 1
-                    items.extend(page.items)
+                items = self._all_items()
             except github.NotFound:
-                self.list_requests += 1
                 if position + 1 < len(scopes):
                     continue  # not an organization: try the user's packages
                 raise github.GithubError(
@@ -90,14 +110,63 @@ class GhcrPackage:
                 raise github.UnexpectedResponse(None, str(exc), None, "GET", self.versions_path) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def newest_versions(self, count: int = 100) -> list[PackageVersion]:
-        """The first page only (GitHub lists newest first): what was pushed since the full listing."""
-        self.list_requests += 1
-        body = self.client.get(self.versions_path, params={"per_page": count})
+    def _all_items(self) -> list[Any]:
+        first = self.client.url_for(self.versions_path)
+        url: str | None = first
+        items: list[Any] = []
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > MAX_PAGES:
+                raise github.UnexpectedResponse(None, "the versions list does not end", None, "GET", self.versions_path)
+            cached = self._pages.get(url)
+            self.list_requests += 1
+            response = self.client.request(
+                "GET",
+                url,
+                params={"per_page": PAGE_SIZE} if url == first else None,
+                headers={"If-None-Match": cached.etag} if cached is not None else None,
+                allow_statuses=(304,),
+            )
+            if response.status == 304 and cached is not None:
+                self.unchanged_pages += 1
+                page_items, next_url = cached.items, cached.next_url
+                if next_url is None and len(page_items) >= PAGE_SIZE:
+                    # The last page, full and unchanged: whether a page follows now is only in a fresh Link.
+                    self._pages.pop(url, None)
+                    pages -= 1
+                    continue
+            else:
+                body = response.json()
+                if not isinstance(body, list):
+                    raise github.UnexpectedResponse(
+                        response.status, "expected a JSON list of package versions", None, "GET", self.versions_path
+                    )
+                page_items, next_url = body, response.next_url
+                etag = response.headers.get("etag")
+                if etag:
+                    self._pages[url] = _CachedPage(etag, body, next_url)
+            items.extend(page_items)
+            url = next_url
+        return items
+
+    def read_version(self, version_id: int) -> PackageVersion | None:
+        """The version as GitHub shows it now; None when it no longer exists."""
+        self.read_requests += 1
+        response = self.client.request("GET", f"{self.versions_path}/{version_id}", allow_statuses=(404,))
+        if response.status == 404:
+            return None
+        body = response.json()
+        if isinstance(body, dict) and body.get("deleted_at"):
+            return None  # deleted, still readable while it can be restored
         try:
-            return parse_versions(body, "GitHub's package versions")
+            [version] = parse_versions([body], "GitHub's package version")
         except ValueError as exc:
             raise github.UnexpectedResponse(None, str(exc), None, "GET", self.versions_path) from None
+        if version.id != version_id:
+            raise github.UnexpectedResponse(None, f"asked for version {version_id}, got {version.id}", None, "GET",
+                                            self.versions_path)  # fmt: skip
+        return version
 
     def delete_version(self, version_id: int) -> DeleteResult:
         self.delete_requests += 1
@@ -109,12 +178,20 @@ class GhcrPackage:
             # "You cannot delete the last tagged version of a package", or over 5,000 downloads.
             return DeleteResult("refused", exc.message, 400)
         except (github.Forbidden, github.Unauthorized) as exc:
-            return DeleteResult("forbidden", exc.message, exc.status)
+            return DeleteResult("forbidden", f"{exc.message}; {ADMIN_NEEDED}", exc.status)
         except github.GithubError as exc:
             return DeleteResult("error", exc.message, exc.status)
-        if response.status == 404:
+        if response.status != 404:
+            return DeleteResult("deleted", "", response.status)
+        # 404 means "already gone" (another run, GHCR's own cascade) or, from a token without admin rights on
+        # the package, "Package not found.": only a look at the version tells them apart.
+        try:
+            still = self.read_version(version_id)
+        except github.GithubError as exc:
+            return DeleteResult("error", f"DELETE answered 404 and the version could not be read: {exc.message}", 404)
+        if still is None:
             return DeleteResult("gone", "already deleted (another run, or GHCR removed it with its index)", 404)
-        return DeleteResult("deleted", "", response.status)
+        return DeleteResult("forbidden", f"DELETE answered 404 but the version is still there: {ADMIN_NEEDED}", 404)
 
 
 def owner_type_from_event(env: Mapping[str, str], owner: str) -> str | None:

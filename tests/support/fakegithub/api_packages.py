@@ -80,9 +80,22 @@ def _list_versions(ctx: Context, request: Request, scope: str) -> Response:
         raise ApiError(422, "Invalid value for `state`: must be one of active, deleted")
     with ctx.state.lock:
         package = _find_package(ctx, request, scope)
-        page = paginate(_versions(ctx, package, state), request.query, ctx.urls.api, request.path)
-        body = [package_version(package, version, ctx.urls) for version in page.items]
+        controls = package.backend.controls
+        query = request.query
+        wanted = PageRequest.from_query(query)
+        controls.before("list", page=wanted.page, login=_login(request))
+        if controls.page_cap is not None and wanted.per_page > controls.page_cap:
+            query = {**query, "per_page": [str(controls.page_cap)]}
+        page = paginate(_versions(ctx, package, state), query, ctx.urls.api, request.path)
+        rows = list(page.items)
+        if controls.shuffle is not None:
+            controls.shuffle.shuffle(rows)
+        body = [package_version(package, version, ctx.urls) for version in rows]
     return Response.json(200, body, {"link": page.link} if page.link else None)
+
+
+def _login(request: Request) -> str | None:
+    return request.token.login if request.token is not None else None
 
 
 def _version_id(request: Request) -> int:
@@ -96,6 +109,7 @@ def _get_version(ctx: Context, request: Request, scope: str) -> Response:
     wanted = _version_id(request)
     with ctx.state.lock:
         package = _find_package(ctx, request, scope)
+        package.backend.controls.before("get", version_id=wanted, login=_login(request))
         for version in package.backend.versions() + package.backend.deleted():
             if version.id == wanted:
                 return Response.json(200, package_version(package, version, ctx.urls))
@@ -106,6 +120,11 @@ def _delete_version(ctx: Context, request: Request, scope: str) -> Response:
     wanted = _version_id(request)
     with ctx.state.lock:
         package = _find_package(ctx, request, scope)
+        controls = package.backend.controls
+        controls.before("delete", version_id=wanted, login=_login(request))
+        if not controls.may_delete(_login(request)):
+            # GHCR hides the package from a token without admin rights on it, on DELETE only.
+            raise not_found("Package not found.")
         versions = package.backend.versions()
         target = next((v for v in versions if v.id == wanted), None)
         if target is None:

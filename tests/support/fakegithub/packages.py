@@ -9,11 +9,13 @@ children, orphans) shows up without registration; DELETE goes through the regist
 from __future__ import annotations
 
 import os
+import random
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .clock import Clock, to_epoch
 from .state import Ids
@@ -41,7 +43,62 @@ def newest_first(records: list[VersionRecord]) -> list[VersionRecord]:
     return sorted(records, key=lambda record: (record.created_at, record.id), reverse=True)
 
 
+@dataclass(frozen=True)
+class VersionsRequest:
+    """A request about to be served on a package's versions endpoints, as a hook sees it."""
+
+    kind: Literal["list", "get", "delete"]
+    number: int  # 1-based count of versions requests this package has served so far, this one included
+    page: int | None = None  # list: the page asked for
+    version_id: int | None = None  # get / delete: the id in the path
+    login: str | None = None  # who asks
+
+
+VersionsHook = Callable[[VersionsRequest], None]
+
+
+@dataclass
+class VersionsControls:
+    """What a test can change about how one package's versions are served (GitHub promises none of the
+    orders or page sizes the default gives, and other clients act between any two requests).
+
+    - `shuffle_rows(seed)`: every list page is served in a random order (the rows of a page stay the same:
+      GitHub documents no order, and observed order is by push time);
+    - `page_cap`: serve at most this many rows a page whatever `per_page` asks (to put a given version at
+      a page boundary without pushing hundreds of images);
+    - `admins`: when set, only these logins may delete; anyone else gets 404 "Package not found." on DELETE
+      (what GHCR answers a token without admin rights on the package), while reads still work;
+    - `on_request(hook)`: `hook(VersionsRequest)` runs before each list / get / delete is served, under the
+      fake's state lock, so it can push, re-tag or delete in between two requests of the client under test.
+    """
+
+    shuffle: random.Random | None = None
+    page_cap: int | None = None
+    admins: set[str] | None = None
+    hooks: list[VersionsHook] = field(default_factory=list)
+    served: int = 0
+
+    def shuffle_rows(self, seed: int = 0) -> None:
+        self.shuffle = random.Random(seed)  # noqa: S311 - a reproducible order, not a secret
+
+    def on_request(self, hook: VersionsHook) -> VersionsHook:
+        self.hooks.append(hook)
+        return hook
+
+    def before(self, kind: Literal["list", "get", "delete"], *, page: int | None = None,
+               version_id: int | None = None, login: str | None = None) -> None:
+        self.served += 1
+        seen = VersionsRequest(kind, self.served, page, version_id, login)
+        for hook in list(self.hooks):
+            hook(seen)
+
+    def may_delete(self, login: str | None) -> bool:
+        return self.admins is None or login in self.admins
+
+
 class PackageBackend(Protocol):
+    controls: VersionsControls
+
     def versions(self) -> list[VersionRecord]: ...
     def deleted(self) -> list[VersionRecord]: ...
     def delete(self, record: VersionRecord) -> None: ...
@@ -57,6 +114,7 @@ class MemoryBackend:
         self._clock = clock
         self._active: dict[int, VersionRecord] = {}
         self._deleted: dict[int, VersionRecord] = {}
+        self.controls = VersionsControls()
 
     def add_version(self, name: str, tags: list[str] | tuple[str, ...] = (), *, created_at: Moment | None = None,
                     updated_at: Moment | None = None, downloads: int = 0) -> VersionRecord:
@@ -117,6 +175,7 @@ class RegistryBackend:
         self.storage_dir = Path(storage_dir)
         self._meta: dict[str, _DigestMeta] = {}  # stable per digest, survives deletion
         self._deleted: dict[str, VersionRecord] = {}
+        self.controls = VersionsControls()
 
     @property
     def _manifests(self) -> Path:
