@@ -108,6 +108,8 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
                 raise gha.InputError(name, accepted)
         if registry == "dockerhub" and not username:
             raise gha.InputError("username", "the Docker Hub user that logs in (defaults to owner)")
+    # Last, once everything else is known good: the only check that touches the disk.
+    check_plan_file(plan_file)
     return PruneSettings(
         policy=policy,
         dry_run=dry_run,
@@ -166,6 +168,22 @@ def _json_lists(text: str) -> list[object]:
     if not text.strip():
         raise ValueError("the file is empty")
     return items
+
+
+def check_plan_file(path: Path) -> None:
+    """The plan file must be writable before anything is asked of a registry: a real run that deleted and
+    then could not write its plan would leave no record of what it deleted."""
+    accepted = "a file path in a folder this step can write (the plan is written there)"
+    target = path if path.is_absolute() else Path.cwd() / path
+    if not target.name or target.is_dir():
+        raise gha.InputError("plan-file", f"{accepted}; not a folder", str(path))
+    probe = target.with_name(f".{target.name}.{os.getpid()}.probe")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise gha.InputError("plan-file", f"{accepted} (cannot write there: {exc.strerror})", str(path)) from None
 
 
 def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:

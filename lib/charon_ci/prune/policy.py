@@ -34,6 +34,7 @@ from typing import Any
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
 from charon_ci.prune.model import InUse, PackageVersion, shown
+from charon_ci.prune.patterns import MAX_LINES, ProtectMatcher, ProtectRule, glob_to_regex, is_glob, parse_protect
 from charon_ci.prune.reachability import ManifestFacts, ManifestGraph, mark, referrer_subject, short_digest
 
 DEFAULT_RETENTION: tuple[str, ...] = ("pr-*=24h", "feature-*=7d", "sha-*=30d", "nightly-*=7d")
@@ -45,8 +46,6 @@ DEFAULT_PROTECT: tuple[str, ...] = (
 )
 DEFAULT_MIN_AGE = "48h"
 ACTIVE_RUN_BUFFER = timedelta(hours=1)
-
-_GLOB_CHARS_RE = re.compile(r"[A-Za-z0-9_.*?-]{1,128}")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -62,33 +61,22 @@ class RetentionRule:
         return f"{self.pattern}={format_duration(self.lifetime)}"
 
 
-@dataclass(frozen=True, slots=True)
-class ProtectRule:
-    source: str
-    regex: re.Pattern[str]
-
-
 @dataclass(frozen=True)
 class Policy:
     rules: tuple[RetentionRule, ...]
     protect: tuple[ProtectRule, ...]
     min_age: timedelta
     keep_last: int = 0
-    # One alternation per kind, so a tag is matched once instead of once per rule. For the globs the
-    # leftmost alternative that matches the whole tag wins, which is exactly "the first matching rule".
-    _rules_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
-    _protect_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    # The globs are one alternation, so a tag is matched once instead of once per rule: the leftmost
+    # alternative that matches the whole tag wins, which is exactly "the first matching rule". Globs have no
+    # groups of their own, so joining them changes nothing. Protect lines are matched each on its own.
+    _rules_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _protect: ProtectMatcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.rules:
-            alternatives = "|".join(f"(?P<r{i}>{glob_to_regex(rule.pattern)})" for i, rule in enumerate(self.rules))
-            object.__setattr__(self, "_rules_re", re.compile(alternatives))
-        if self.protect:
-            try:
-                combined = re.compile("|".join(f"(?:{rule.source})" for rule in self.protect))
-            except re.error:  # e.g. one group name in two regexes: match them one at a time instead
-                combined = None
-            object.__setattr__(self, "_protect_re", combined)
+        alternatives = "|".join(f"(?P<r{i}>{glob_to_regex(rule.pattern)})" for i, rule in enumerate(self.rules))
+        object.__setattr__(self, "_rules_re", re.compile(alternatives) if self.rules else None)
+        object.__setattr__(self, "_protect", ProtectMatcher(self.protect))
 
     def rule_for(self, tag: str) -> int | None:
         """Index of the first rule whose glob matches the whole tag."""
@@ -101,17 +89,7 @@ class Policy:
 
     def protected_by(self, tag: str) -> str | None:
         """The source of the first protect regex matching the whole tag."""
-        if self._protect_re is not None and self._protect_re.fullmatch(tag) is None:
-            return None
-        for rule in self.protect:
-            if rule.regex.fullmatch(tag):
-                return rule.source
-        return None
-
-
-def glob_to_regex(pattern: str) -> str:
-    """`*` = any run of characters (also none), `?` = exactly one, everything else literal."""
-    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+        return self._protect.first_match(tag)
 
 
 def parse_retention(lines: Sequence[str], input_name: str = "retention") -> tuple[RetentionRule, ...]:
@@ -123,8 +101,10 @@ def parse_retention(lines: Sequence[str], input_name: str = "retention") -> tupl
         if not line or line.startswith("#"):
             continue
         pattern, sep, duration = (part.strip() for part in line.partition("="))
-        if not sep or not _GLOB_CHARS_RE.fullmatch(pattern):
+        if not sep or not is_glob(pattern):
             raise InputError(input_name, accepted, line)
+        if len(rules) >= MAX_LINES:
+            raise InputError(input_name, f"{accepted}; at most {MAX_LINES} lines", line)
         if pattern in seen:
             raise InputError(input_name, accepted + "; each pattern once", line)
         seen.add(pattern)
@@ -136,24 +116,10 @@ def parse_retention(lines: Sequence[str], input_name: str = "retention") -> tupl
     return tuple(rules)
 
 
-def parse_protect(lines: Sequence[str], input_name: str = "protect") -> tuple[ProtectRule, ...]:
-    accepted = "one Python regular expression a line, matched against the whole tag"
-    rules: list[ProtectRule] = []
-    for raw in lines:
-        source = raw.strip()
-        if not source:
-            continue
-        try:
-            regex = re.compile(source)
-        except re.error as exc:
-            raise InputError(input_name, f"{accepted} ({exc})", source) from None
-        rules.append(ProtectRule(source, regex))
-    return tuple(rules)
-
-
 def parse_keep_last(text: str, input_name: str = "keep-last") -> int:
     value = text.strip()
-    if not value.isdigit() or not value.isascii() or int(value) > 100_000:
+    # The length first: int() of thousands of digits is refused by Python itself (and slow before that).
+    if len(value) > 6 or not value.isdigit() or not value.isascii() or int(value) > 100_000:
         raise InputError(input_name, "a whole number from 0 to 100000", text)
     return int(value)
 
