@@ -322,3 +322,26 @@ def test_no_pattern_can_hang_a_run(tmp_path: Path) -> None:
         "ba" * 20 + "c": f"{'ba' * 20}c expired (age 399d3h > *a*a*a*a*a*a*a*a*a*a*a*a*a*a*c=1h)",
     }
     assert completed.stderr == "", "RE2 must not print its own diagnostics"
+
+
+def test_prune_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """`charon-ci prune | head`: the reader leaves after a few lines; the command still finishes its work
+    (plan file, outputs) with no BrokenPipe traceback and no internal error."""
+    snapshot = snapshot_of(tmp_path / "snap.json", [[f"sha-{n:07x}"] for n in range(3000)])
+    outputs = tmp_path / "outputs"
+    outputs.write_text("")
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW,
+           "INPUT_PLAN-FILE": str(tmp_path / "plan.json"), "GITHUB_OUTPUT": str(outputs)}  # fmt: skip
+    process = subprocess.Popen(
+        [str(VENV_BIN / "charon-ci"), "prune"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    head = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()  # what `head -3` does once it has its lines
+    code = process.wait(timeout=120)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert head[1].startswith(b"::group::Plan: 3000 to delete")
+    assert code == 0 and stderr == "", stderr[-2000:]
+    assert len(json.loads((tmp_path / "plan.json").read_text())["delete"]) == 3000
+    assert "planned-count<<" in outputs.read_text()
