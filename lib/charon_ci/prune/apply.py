@@ -368,7 +368,10 @@ def run_online(
         deleter = GhcrDeleter(package)
         budget = Budget(gh)
         freshness = GhcrFreshness(package, source, {v.id: v for v in versions})
-        sized_graph, complete = _read_sizes(result, graph, source.read) if result.delete else (graph, True)
+        if settings.measure_bytes and result.delete:
+            sized_graph, complete = _read_sizes(result, graph, source.read)
+        else:  # nothing to measure, or not wanted (each read counts as a download on GHCR)
+            sized_graph, complete = graph, settings.measure_bytes
         stats.size_reads = source.reads - stats.manifest_reads
     else:
         hub = DockerHub(settings.owner, settings.package, api_url=settings.dockerhub_api_url, sleep=runtime.sleep)

@@ -31,9 +31,10 @@ Plans (and unless dry-run applies) a retention policy to a GHCR package or Docke
 lifetimes, protected tags, in-use detection, and never a platform manifest, attestation or signature that a
 kept image still needs. Reads INPUT_RETENTION, INPUT_PROTECT, INPUT_MIN-AGE, INPUT_KEEP-LAST, INPUT_DRY-RUN,
 INPUT_PACKAGE, INPUT_OWNER, INPUT_REGISTRY, INPUT_TOKEN, INPUT_GITHUB-TOKEN, INPUT_USERNAME,
-INPUT_GITHUB-API-URL, INPUT_REPOSITORY, INPUT_SNAPSHOT, INPUT_NOW, INPUT_PLAN-FILE; writes the plan file,
-the job summary and outputs (plan-path, deleted-count, kept-count, failed-count, remaining-count,
-planned-count, bytes-freed). With INPUT_SNAPSHOT set it touches no network.
+INPUT_GITHUB-API-URL, INPUT_REPOSITORY, INPUT_REGISTRY-HOST, INPUT_DOCKERHUB-API-URL, INPUT_SNAPSHOT,
+INPUT_NOW, INPUT_PLAN-FILE, INPUT_MEASURE-BYTES; writes the plan file, the job summary and outputs
+(plan-path, deleted-count, kept-count, failed-count, remaining-count, planned-count, bytes-freed). With
+INPUT_SNAPSHOT set it touches no network.
 """
 
 REGISTRIES = ("ghcr", "dockerhub")
@@ -54,6 +55,7 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
         inputs.text("keep-last"),
     )
     dry_run = inputs.boolean("dry-run", default=True)
+    measure_bytes = inputs.boolean("measure-bytes", default=True)
     registry = inputs.text("registry", "ghcr").lower()
     if registry not in REGISTRIES:
         raise gha.InputError("registry", " | ".join(REGISTRIES), registry)
@@ -127,6 +129,7 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
         plan_file=plan_file,
         registry_host=registry_host,
         dockerhub_api_url=hub_url,
+        measure_bytes=measure_bytes,
     )
 
 
@@ -238,7 +241,9 @@ def report(
     outputs.set("kept-count", str(len(result.keep)))
     outputs.set("failed-count", str(len(outcome.failed)))
     outputs.set("remaining-count", str(len(outcome.remaining)))
-    outputs.set("bytes-freed", str(outcome.bytes_freed or 0))
+    # Empty when a real run did not measure (measure-bytes false, Docker Hub): unknown is not zero.
+    freed = "0" if settings.dry_run else "" if outcome.bytes_freed is None else str(outcome.bytes_freed)
+    outputs.set("bytes-freed", freed)
     try:
         printed = outputs.flush()
     except OSError as exc:
