@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charon_ci import gha
 from charon_ci.prune import command as prune
+from charon_ci.prune import snapshot
 from charon_ci.prune.report import md_cell
 from tests.support.composite import ActionRunner, parse_commands
 
@@ -345,3 +348,37 @@ def test_prune_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert code == 0 and stderr == "", stderr[-2000:]
     assert len(json.loads((tmp_path / "plan.json").read_text())["delete"]) == 3000
     assert "planned-count<<" in outputs.read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(1, 40), max_size=6), min_size=1, max_size=4),
+    st.sampled_from(["", " ", "\n", " \n\t"]),
+    st.integers(1, 64),
+)
+def test_snapshot_is_decoded_item_by_item_across_any_chunk_boundary(
+    pages: list[list[int]], space: str, chunk: int
+) -> None:
+    """The streaming reader gives what json.loads gives page by page, wherever the chunks cut the text
+    (inside strings, numbers, between items, between pages)."""
+    items = [[{"id": n, "name": f"sha256:{n:x}", "tags": ["a" * n], "n": n * 1.5, "ok": n % 2 == 0} for n in page]
+             for page in pages]  # fmt: skip
+    text = space.join(space + json.dumps(page, indent=1 if space else None) for page in items) + space
+    decoded = list(snapshot.json_list_items(io.StringIO(text), chunk=chunk))
+    assert decoded == [item for page in items for item in page]
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("", "empty"), ("  \n", "empty"), ("{}", "expected a JSON list"), ("[V, V", "does not end"),
+     ("[V V]", "expected , or ]"), ("[] x", "expected a JSON list"), ('[{"a": }]', "Expecting value"),
+     ("[1]", "item 0 is not a container package version"),
+     ("[" * 50_000, "nested too deeply")],
+)  # fmt: skip
+def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    version = {"id": 1, "name": "sha256:1", "created_at": "2026-01-01T00:00:00Z", "metadata": {}}
+    path.write_text(text.replace("V", json.dumps(version)))
+    with pytest.raises(gha.InputError) as caught:
+        prune.load_snapshot(path)
+    assert caught.value.name == "snapshot" and complaint in caught.value.accepted

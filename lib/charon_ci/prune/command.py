@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from charon_ci import gha
-from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.model import InUse
 from charon_ci.prune.policy import Plan, build_policy, parse_timestamp, plan
 from charon_ci.prune.report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
 from charon_ci.prune.settings import PruneSettings
+from charon_ci.prune.snapshot import load_snapshot
 
 HELP = """usage: charon-ci prune
 
@@ -42,7 +43,6 @@ _OWNER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _GHCR_PACKAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]|/(?=[a-z0-9]))*")
 _HUB_REPOSITORY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]){0,254}")
 _REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
 
 
 def parse_settings(env: Mapping[str, str]) -> PruneSettings:
@@ -135,43 +135,6 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "package"
-
-
-def load_snapshot(path: Path) -> list[PackageVersion]:
-    """Versions from a `GET .../packages/container/NAME/versions` body (a JSON list), or InputError."""
-    accepted = "a JSON file holding the list GET /orgs/OWNER/packages/container/NAME/versions returns"
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(SNAPSHOT_MAX_BYTES + 1)
-    except OSError as exc:
-        raise gha.InputError("snapshot", f"{accepted} (cannot read it: {exc.strerror})", str(path)) from None
-    if len(data) > SNAPSHOT_MAX_BYTES:
-        raise gha.InputError("snapshot", f"{accepted} of at most 512 MiB", str(path))
-    try:
-        return parse_versions(_json_lists(data.decode("utf-8")), "snapshot")
-    except ValueError as exc:
-        raise gha.InputError("snapshot", f"{accepted} ({exc})", str(path)) from None
-    except RecursionError:  # arrays nested thousands deep: not a versions list either
-        raise gha.InputError("snapshot", f"{accepted} (nested too deeply)", str(path)) from None
-
-
-def _json_lists(text: str) -> list[object]:
-    """One JSON list, or several back to back (what `gh api --paginate` prints: one list a page)."""
-    decoder = json.JSONDecoder()
-    items: list[object] = []
-    position = 0
-    while True:
-        while position < len(text) and text[position].isspace():
-            position += 1
-        if position == len(text):
-            break
-        page, position = decoder.raw_decode(text, position)
-        if not isinstance(page, list):
-            raise ValueError("expected a JSON list of package versions")
-        items.extend(page)
-    if not text.strip():
-        raise ValueError("the file is empty")
-    return items
 
 
 def check_plan_file(path: Path) -> None:

@@ -6,12 +6,13 @@ Shared by the retention core (which judges it) and the edges (which fetch it), s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-__all__ = ["InUse", "PackageVersion", "parse_versions", "shown"]
+__all__ = ["InUse", "PackageVersion", "collect_versions", "parse_versions", "shown"]
 
 _PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
 _HEX_RE = re.compile(r"[0-9a-f]{7,40}")
@@ -56,20 +57,27 @@ def parse_versions(items: Any, source: str) -> list[PackageVersion]:
     Raises ValueError naming `source` and the first item that is not a container package version."""
     if not isinstance(items, list):
         raise ValueError(f"{source}: expected a JSON list of package versions")
+    return collect_versions(items, source)
+
+
+def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
+    """`parse_versions` over any iterable (a snapshot is read item by item, never held whole)."""
     by_id: dict[int, PackageVersion] = {}
     digests: set[str] = set()
+    times: dict[str, datetime] = {}  # one datetime per distinct timestamp text: pushes share seconds
     for position, item in enumerate(items):
         try:
             tags = item.get("metadata", {}).get("container", {}).get("tags", [])
             if not isinstance(tags, list):
                 raise TypeError("tags is not a list")
-            created = datetime.fromisoformat(item["created_at"])
-            version = PackageVersion(
-                id=item["id"],
-                digest=item["name"],
-                tags=tuple(tags),
-                created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
-            )
+            stamp = item["created_at"]
+            created = times.get(stamp) if isinstance(stamp, str) else None
+            if created is None:
+                created = datetime.fromisoformat(stamp)
+                created = created if created.tzinfo else created.replace(tzinfo=UTC)
+                if len(times) < 100_000:
+                    times[stamp] = created
+            version = PackageVersion(id=item["id"], digest=item["name"], tags=tuple(tags), created_at=created)
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{source}: item {position} is not a container package version") from None
         if (
