@@ -14,15 +14,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from charon_ci import gha
 from charon_ci.prune.model import InUse
-from charon_ci.prune.policy import Plan, build_policy, parse_timestamp, plan
-from charon_ci.prune.report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
+from charon_ci.prune.policy import Plan, build_policy, collector_paused, parse_timestamp, plan
+from charon_ci.prune.report import Outcome, log_line, log_plan, summary_markdown, write_plan_json
 from charon_ci.prune.settings import PruneSettings
 from charon_ci.prune.snapshot import load_snapshot
 
@@ -153,16 +153,18 @@ def check_plan_file(path: Path) -> None:
         raise gha.InputError("plan-file", f"{accepted} (cannot write there: {exc.strerror})", str(path)) from None
 
 
-def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
-    """Write atomically; return the path to give later steps (relative to the workspace when inside it,
-    since a container action's /github/workspace is another path on the runner)."""
+def write_plan_file(path: Path, write: Callable[[TextIO], None], env: Mapping[str, str]) -> str:
+    """Write atomically (`write` fills the file); return the path to give later steps (relative to the
+    workspace when inside it, since a container action's /github/workspace is another path on the runner)."""
     target = path if path.is_absolute() else Path.cwd() / path
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        partial.write_text(text, encoding="utf-8")
+        with partial.open("w", encoding="utf-8", buffering=1 << 20) as out:
+            write(out)
         partial.replace(target)
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         raise gha.ActionFailure("Cannot write the plan file", f"plan-file cannot be written: {exc.strerror}.") from None
     workspace = env.get("GITHUB_WORKSPACE", "")
     if workspace:
@@ -183,16 +185,20 @@ def report(
     """Log, plan file, summary, outputs. Returns 0: refused deletions are reported outcomes (warnings and
     failed-count), and only a stop a person must fix (`Outcome.fatal`) fails the step, decided by the caller."""
     package = settings.package or (settings.snapshot.name if settings.snapshot else "")
-    document = plan_document(
-        result,
-        settings.policy,
-        package=package,
-        registry=settings.registry,
-        dry_run=settings.dry_run,
-        outcome=outcome,
-        sizes=sizes,
-    )
-    plan_path = write_plan_file(settings.plan_file, plan_json(document), env)
+
+    def write(out: TextIO) -> None:
+        write_plan_json(
+            out,
+            result,
+            settings.policy,
+            package=package,
+            registry=settings.registry,
+            dry_run=settings.dry_run,
+            outcome=outcome,
+            sizes=sizes,
+        )
+
+    plan_path = write_plan_file(settings.plan_file, write, env)
     gha.append_summary(
         summary_markdown(result, outcome, package=package, registry=settings.registry, dry_run=settings.dry_run),
         env,
@@ -227,6 +233,11 @@ def report(
 
 
 def run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str]) -> int:
+    with collector_paused():  # nothing here makes reference cycles: leave the memory to reference counts
+        return _run_offline(settings, snapshot, env)
+
+
+def _run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str]) -> int:
     versions = load_snapshot(snapshot)
     now = settings.now or datetime.now(UTC)
     started = time.process_time()

@@ -64,19 +64,19 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
     """`parse_versions` over any iterable (a snapshot is read item by item, never held whole)."""
     by_id: dict[int, PackageVersion] = {}
     digests: set[str] = set()
-    times: dict[str, datetime] = {}  # one datetime per distinct timestamp text: pushes share seconds
+    # Versions listed one after another often share their push's second: parse that time once.
+    last_stamp: object = None
+    last_created = datetime.min
     for position, item in enumerate(items):
         try:
             tags = item.get("metadata", {}).get("container", {}).get("tags", [])
             if not isinstance(tags, list):
                 raise TypeError("tags is not a list")
             stamp = item["created_at"]
-            created = times.get(stamp) if isinstance(stamp, str) else None
-            if created is None:
+            if stamp != last_stamp or not isinstance(stamp, str):
                 created = datetime.fromisoformat(stamp)
-                created = created if created.tzinfo else created.replace(tzinfo=UTC)
-                if len(times) < 100_000:
-                    times[stamp] = created
+                last_stamp, last_created = stamp, created if created.tzinfo else created.replace(tzinfo=UTC)
+            created = last_created
             version = PackageVersion(id=item["id"], digest=item["name"], tags=tuple(tags), created_at=created)
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{source}: item {position} is not a container package version") from None

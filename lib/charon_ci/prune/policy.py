@@ -221,10 +221,13 @@ class Plan:
 _order_key: Callable[[PackageVersion], tuple[datetime, int]] = attrgetter("created_at", "id")
 
 
+_NO_VERDICTS: tuple[TagVerdict, ...] = ()
+
+
 def judge_tags(
     versions: Sequence[PackageVersion], policy: Policy, in_use: InUse, now: datetime
-) -> dict[int, list[TagVerdict]]:
-    """Every tag's verdict, by version id."""
+) -> dict[int, Sequence[TagVerdict]]:
+    """Every tag's verdict, by version id (untagged versions, most of a package, share one empty tuple)."""
     buffer = ACTIVE_RUN_BUFFER if in_use.active_runs else timedelta(0)
     # keep-last: for each rule, the ids of its newest N versions (a version counts once per rule).
     newest: list[set[int]] = [set() for _ in policy.rules]
@@ -244,8 +247,11 @@ def judge_tags(
             group.sort(key=_order_key, reverse=True)
             newest[index] = {v.id for v in group[: policy.keep_last]}
 
-    verdicts: dict[int, list[TagVerdict]] = {}
+    verdicts: dict[int, Sequence[TagVerdict]] = {}
     for version in versions:
+        if not version.tags:
+            verdicts[version.id] = _NO_VERDICTS
+            continue
         age = now - version.created_at
         out: list[TagVerdict] = []
         for tag in version.tags:
@@ -288,9 +294,9 @@ def _summary(verdicts: Sequence[TagVerdict], delete: bool, extra: Sequence[str])
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Planning allocates hundreds of thousands of small acyclic objects; the cyclic collector would walk
-    them again and again for nothing (a third of the time at 50,000 versions)."""
+def collector_paused() -> Iterator[None]:
+    """Reading and planning allocate hundreds of thousands of small acyclic objects; the cyclic collector
+    would walk them again and again for nothing (a third of the time at 50,000 versions). Nests."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -308,7 +314,7 @@ def plan(
     graph: ManifestGraph | None = None,
 ) -> Plan:
     """Decide every version. `graph=None` means no manifest data at all (offline snapshot)."""
-    with _collector_paused():
+    with collector_paused():
         return _plan(versions, policy, in_use, now, graph)
 
 
@@ -335,19 +341,21 @@ def _plan(
     own_reason: dict[str, str] = {}  # digest -> why it is a root (beyond tag verdicts)
     roots: list[str] = []
     candidates: list[PackageVersion] = []  # not a root by itself
+    young_since = now - min_age  # created after this: younger than min-age
     for version in versions:
-        age = now - version.created_at
-        tag_keeps = any(v.keep for v in verdicts[version.id])
-        if age < min_age:
-            own_reason[version.digest] = f"younger than min-age {format_duration(min_age)} (age {format_duration(age)})"
+        if version.created_at > young_since:
+            age = format_duration(now - version.created_at)
+            own_reason[version.digest] = f"younger than min-age {format_duration(min_age)} (age {age})"
             roots.append(version.digest)
-        elif tag_keeps:
+        elif any(v.keep for v in verdicts[version.id]):
             roots.append(version.digest)
         else:
             candidates.append(version)
 
     # No tag with a verdict of its own: untagged, or only referrer tags.
-    untagged_like = {v.id for v in versions if all(t.keep is None for t in verdicts[v.id])}
+    untagged_like = {
+        v.id for v in versions if not v.tags or all(t.keep is None for t in verdicts[v.id])
+    }  # fmt: skip
 
     def is_untagged_like(version: PackageVersion) -> bool:
         return version.id in untagged_like
@@ -391,6 +399,9 @@ def _plan(
 
     deleted: list[PackageVersion] = []
     kept: list[Decision] = []
+    # Versions without verdicts kept for one same reason (an offline snapshot's untagged ones) share its
+    # strings: at 200,000 versions a string each is most of the plan's memory.
+    shared: dict[str, tuple[tuple[str, ...], str]] = {}
     for version in versions:
         tv = verdicts[version.id]
         extra: list[str] = []
@@ -399,11 +410,16 @@ def _plan(
         via = marking.reached.get(version.digest)
         if via is not None and via != version.digest:
             extra.append(f"referenced by kept {_describe(by_digest.get(via), via)}")
-        if via is not None:
+        if via is None:
+            deleted.append(version)
+        elif not tv and len(extra) == 1:
+            texts = shared.get(extra[0])
+            if texts is None:
+                texts = shared[extra[0]] = ((extra[0],), _summary(tv, False, extra))
+            kept.append(Decision(version, False, *texts))
+        else:
             reasons = tuple([*(str(v) for v in tv), *extra])
             kept.append(Decision(version, False, reasons, _summary(tv, False, extra)))
-        else:
-            deleted.append(version)
 
     deleted_set = {v.digest for v in deleted}
     ordered, why_gone, delete_edges = _execution_order(deleted, graph, tag_referrers, deleted_set)
