@@ -51,6 +51,9 @@ class PackageVersion:
     created_at: datetime
 
 
+_NOTHING: dict[str, Any] = {}  # read-only default for absent fields
+
+
 def parse_versions(items: Any, source: str) -> list[PackageVersion]:
     """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
 
@@ -69,8 +72,8 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
     last_created = datetime.min
     for position, item in enumerate(items):
         try:
-            tags = item.get("metadata", {}).get("container", {}).get("tags", [])
-            if not isinstance(tags, list):
+            tags = item.get("metadata", _NOTHING).get("container", _NOTHING).get("tags", ())
+            if not isinstance(tags, list | tuple):
                 raise TypeError("tags is not a list")
             stamp = item["created_at"]
             if stamp != last_stamp or not isinstance(stamp, str):
@@ -81,11 +84,10 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{source}: item {position} is not a container package version") from None
         if (
-            not isinstance(version.id, int)
-            or isinstance(version.id, bool)
+            type(version.id) is not int  # bool is an int to isinstance; JSON true is not an id
             or not isinstance(version.digest, str)
             or not version.digest
-            or not all(isinstance(tag, str) for tag in version.tags)
+            or (version.tags and not all(isinstance(tag, str) for tag in version.tags))
         ):
             raise ValueError(f"{source}: item {position} is not a container package version")
         # Pages listed while another run deletes can repeat a version: merge its tags (judging the union

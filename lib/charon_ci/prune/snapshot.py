@@ -51,18 +51,21 @@ def _reason(exc: ValueError) -> str:
 
 
 def json_list_items(handle: TextIO, chunk: int = _CHUNK) -> Iterator[object]:
-    """The items of one JSON list, or of several back to back, decoded one at a time.
+    """The items of one JSON list, or of several back to back, decoded a chunk at a time.
 
-    Raises ValueError for anything else (an empty file, an object, trailing junk, more than 512 MiB)."""
+    Raises ValueError for anything else (an empty file, an object, trailing junk, more than 512 MiB).
+    Most of a chunk is decoded in one call (see `_bulk_end`); what that cannot take (a page boundary, a
+    cut inside an item, odd spacing) goes item by item."""
     decoder = json.JSONDecoder()
     buffer = ""
     position = 0
     read = 0
     eof = False
     lists = 0
+    bulk_failed_at = -1  # a bulk decode that failed is not tried again before the item it stopped at
 
     def more() -> bool:
-        nonlocal buffer, position, read, eof
+        nonlocal buffer, position, read, eof, bulk_failed_at
         if eof:
             return False
         # At least double what is held: an item larger than a chunk costs O(n log n), not O(n^2).
@@ -73,6 +76,7 @@ def json_list_items(handle: TextIO, chunk: int = _CHUNK) -> Iterator[object]:
         if not text:
             eof = True
             return False
+        bulk_failed_at = max(-1, bulk_failed_at - position)
         buffer = buffer[position:] + text
         position = 0
         return True
@@ -107,6 +111,16 @@ def json_list_items(handle: TextIO, chunk: int = _CHUNK) -> Iterator[object]:
                 if not skip_space():
                     raise ValueError("not JSON: the list does not end")
             first = False
+            end = _bulk_end(buffer, position) if position > bulk_failed_at else -1
+            if end > position:
+                try:
+                    items = json.loads(f"[{buffer[position:end]}]")
+                except (ValueError, RecursionError):
+                    bulk_failed_at = end
+                else:
+                    yield from items
+                    position = end
+                    continue
             while True:
                 try:
                     item, end = decoder.raw_decode(buffer, position)
@@ -121,3 +135,13 @@ def json_list_items(handle: TextIO, chunk: int = _CHUNK) -> Iterator[object]:
             yield item
     if lists == 0:
         raise ValueError("the file is empty")
+
+
+def _bulk_end(buffer: str, start: int) -> int:
+    """Where the run of whole items from `start` likely ends: the last `},` of the buffer (-1: none).
+
+    `[` + buffer[start:end] + `]` decodes only if that `}` closes an item of this list: a cut inside a
+    string leaves it unterminated, a cut inside a nested value leaves a bracket open. So a successful
+    decode is exactly the items there; a failed one is left to the item-by-item path."""
+    cut = buffer.rfind("},", start)
+    return cut + 1 if cut >= 0 else -1
