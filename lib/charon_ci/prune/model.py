@@ -114,7 +114,7 @@ class InUse:
     checked: bool = True
 
     def why(self, tag: str) -> str | None:
-        pr = _PR_TAG_RE.fullmatch(tag)
+        pr = _PR_TAG_RE.fullmatch(tag) if self.open_pull_requests else None
         if pr and int(pr.group(1)) in self.open_pull_requests:
             return f"open PR #{int(pr.group(1))}"
         if self.active_run_shas:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -221,6 +221,14 @@ class Plan:
 _order_key: Callable[[PackageVersion], tuple[datetime, int]] = attrgetter("created_at", "id")
 
 
+def oldest_first(versions: Iterable[PackageVersion], newest_first: bool = False) -> list[PackageVersion]:
+    """Sorted by `_order_key`, as two stable sorts on one attribute each: comparing (time, id) tuples cost
+    three times as much at 200,000 versions."""
+    ordered = sorted(versions, key=attrgetter("id"), reverse=newest_first)
+    ordered.sort(key=attrgetter("created_at"), reverse=newest_first)
+    return ordered
+
+
 _NO_VERDICTS: tuple[TagVerdict, ...] = ()
 
 
@@ -244,8 +252,7 @@ def judge_tags(
                 if index is not None:
                     members[index].append(version)
         for index, group in enumerate(members):
-            group.sort(key=_order_key, reverse=True)
-            newest[index] = {v.id for v in group[: policy.keep_last]}
+            newest[index] = {v.id for v in oldest_first(group, newest_first=True)[: policy.keep_last]}
 
     verdicts: dict[int, Sequence[TagVerdict]] = {}
     for version in versions:
@@ -402,7 +409,9 @@ def _plan(
     # Versions without verdicts kept for one same reason (an offline snapshot's untagged ones) share its
     # strings: at 200,000 versions a string each is most of the plan's memory.
     shared: dict[str, tuple[tuple[str, ...], str]] = {}
-    for version in versions:
+    # Oldest first here, so `kept` needs no sort of its own and `deleted` is already in the order
+    # _execution_order walks (sorting Decisions by a Python key cost more than this sort of versions).
+    for version in oldest_first(versions):
         tv = verdicts[version.id]
         extra: list[str] = []
         if version.digest in own_reason:
@@ -442,7 +451,6 @@ def _plan(
         # In phases: tagged manifests first (the indexes); then what they reach that might have children;
         # orphans last. Most untagged versions are explained by a read index and never need a read.
         needs = tagged_unread or ((marking.unresolved & by_digest.keys()) - needs_late) or needs_late
-    kept.sort(key=lambda d: _order_key(d.version))
     notes: list[str] = []
     if not in_use.checked:
         notes.append("in-use facts not checked (offline): open PRs and active runs were not looked up")
@@ -524,11 +532,12 @@ def _execution_order(
                     ready.append(child)
             stack.extend(reversed(ready))
 
-    for version in sorted(deleted, key=_order_key):
+    deleted = oldest_first(deleted)
+    for version in deleted:
         if not waiting.get(version.digest):
             place(version.digest)
     # Cycles (a referrer listed by its own subject) never become ready: place what is left, oldest first.
-    for version in sorted(deleted, key=_order_key):
+    for version in deleted:
         if version.digest not in placed:
             place(version.digest)
     return ordered, why, {digest: tuple(children) for digest, children in edges.items() if children}

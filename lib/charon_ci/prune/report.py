@@ -65,8 +65,9 @@ def md_cell(text: str) -> str:
 
 
 def log_line(decision: Decision, action: str) -> str:
-    tags = ",".join(shown(tag) for tag in decision.version.tags) or "untagged"
-    return f"{action} {tags} ({short_digest(decision.version.digest)}, id {decision.version.id}): {decision.summary}"
+    version = decision.version
+    tags = ",".join(map(shown, version.tags)) if version.tags else "untagged"
+    return f"{action} {tags} ({short_digest(version.digest)}, id {version.id}): {decision.summary}"
 
 
 def policy_json(policy: Policy) -> dict[str, Any]:
