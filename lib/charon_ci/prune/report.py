@@ -109,8 +109,8 @@ def write_plan_json(
             extra += f', "result": {_json_text(status.get(digest, "not attempted"))}'
         out.write(("\n" if position == 0 else ",\n") + line(decision, extra))
     out.write('\n],\n"keep": [')
-    for position, decision in enumerate(plan.keep):
-        out.write(("\n" if position == 0 else ",\n") + line(decision))
+    for start in range(0, len(plan.keep), LOG_BATCH):  # one write a batch: each write() has its own cost
+        out.write(("\n" if start == 0 else ",\n") + ",\n".join(map(line, plan.keep[start : start + LOG_BATCH])))
     tail: dict[str, Any] = {
         "blocked_by": list(plan.blocked_by),
         "safety_buffer": format_duration(plan.buffer),
@@ -138,6 +138,8 @@ class _DecisionLines:
 
     def __init__(self) -> None:
         self._last: tuple[datetime | None, str] = (None, "")  # neighbours often share their push's time
+        # Decisions kept for one same reason share their reasons tuple (policy._plan): encode it once.
+        self._shared: tuple[tuple[str, ...], str, str, str] | None = None
 
     def __call__(self, decision: Decision, extra: str = "") -> str:
         version = decision.version
@@ -145,11 +147,18 @@ class _DecisionLines:
         if moment is not version.created_at:
             created = _json_text(_timestamp(version.created_at))
             self._last = (version.created_at, created)
-        tags = ", ".join(map(_json_text, version.tags))
-        reasons = ", ".join(map(_json_text, decision.reasons))
+        shared = self._shared
+        if shared is not None and shared[0] is decision.reasons and shared[1] is decision.summary:
+            reasons, summary = shared[2], shared[3]
+        else:
+            reasons = ", ".join(map(_json_text, decision.reasons))
+            summary = _json_text(decision.summary)
+            if not version.tags:
+                self._shared = (decision.reasons, decision.summary, reasons, summary)
+        tags = ", ".join(map(_json_text, version.tags)) if version.tags else ""
         return (
             f'{{"id": {int(version.id)}, "digest": {_json_text(version.digest)}, "tags": [{tags}], '
-            f'"created_at": {created}, "reasons": [{reasons}], "summary": {_json_text(decision.summary)}{extra}}}'
+            f'"created_at": {created}, "reasons": [{reasons}], "summary": {summary}{extra}}}'
         )
 
 
