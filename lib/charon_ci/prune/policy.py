@@ -337,8 +337,9 @@ def _plan(
     by_digest = {v.digest: v for v in versions}
     verdicts = judge_tags(versions, policy, in_use, now)
 
+    tagged = [v for v in versions if v.tags]  # most versions of a package are untagged children
     tag_referrers: dict[str, list[str]] = {}
-    for version in versions:
+    for version in tagged:
         for verdict in verdicts[version.id]:
             if verdict.keep is None:
                 subject = referrer_subject(verdict.tag)
@@ -354,18 +355,16 @@ def _plan(
             age = format_duration(now - version.created_at)
             own_reason[version.digest] = f"younger than min-age {format_duration(min_age)} (age {age})"
             roots.append(version.digest)
-        elif any(v.keep for v in verdicts[version.id]):
+        elif version.tags and any(v.keep for v in verdicts[version.id]):
             roots.append(version.digest)
         else:
             candidates.append(version)
 
-    # No tag with a verdict of its own: untagged, or only referrer tags.
-    untagged_like = {
-        v.id for v in versions if not v.tags or all(t.keep is None for t in verdicts[v.id])
-    }  # fmt: skip
+    # No tag with a verdict of its own: untagged, or only referrer tags. (Its complement is the small set.)
+    judged = {v.id for v in tagged if any(t.keep is not None for t in verdicts[v.id])}
 
     def is_untagged_like(version: PackageVersion) -> bool:
-        return version.id in untagged_like
+        return version.id not in judged
 
     # Untagged versions whose role we cannot know are kept, and so are roots themselves.
     needs_late: set[str] = set()
@@ -411,17 +410,25 @@ def _plan(
     shared: dict[str, tuple[tuple[str, ...], str]] = {}
     # Oldest first here, so `kept` needs no sort of its own and `deleted` is already in the order
     # _execution_order walks (sorting Decisions by a Python key cost more than this sort of versions).
+    reached = marking.reached
     for version in oldest_first(versions):
-        tv = verdicts[version.id]
-        extra: list[str] = []
-        if version.digest in own_reason:
-            extra.append(own_reason[version.digest])
-        via = marking.reached.get(version.digest)
-        if via is not None and via != version.digest:
-            extra.append(f"referenced by kept {_describe(by_digest.get(via), via)}")
+        digest = version.digest
+        via = reached.get(digest)
         if via is None:
             deleted.append(version)
-        elif not tv and len(extra) == 1:
+            continue
+        tv = verdicts[version.id]
+        own = own_reason.get(digest)
+        if via == digest and not tv and own is not None:
+            texts = shared.get(own)
+            if texts is None:
+                texts = shared[own] = ((own,), _summary(tv, False, [own]))
+            kept.append(Decision(version, False, *texts))
+            continue
+        extra: list[str] = [] if own is None else [own]
+        if via != digest:
+            extra.append(f"referenced by kept {_describe(by_digest.get(via), via)}")
+        if not tv and len(extra) == 1:
             texts = shared.get(extra[0])
             if texts is None:
                 texts = shared[extra[0]] = ((extra[0],), _summary(tv, False, extra))
@@ -436,7 +443,7 @@ def _plan(
     for version in ordered:
         tv = verdicts[version.id]
         extra = [why_gone[version.digest]] if version.digest in why_gone else []
-        if version.id in untagged_like:
+        if version.id not in judged:
             extra.append("referenced by no kept version")
         reasons = tuple([*(str(v) for v in tv), *extra])
         delete_decisions.append(Decision(version, True, reasons, _summary(tv, True, extra)))
