@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -523,6 +524,34 @@ def test_credentials_are_not_sent_to_a_plain_http_realm_elsewhere(fake: FakeRegi
     assert fake.paths() == ["GET /v2/a/b/manifests/1"]
 
 
+def test_a_netrc_adds_no_credentials_to_a_redirect_elsewhere(
+    fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests reads `$NETRC` for every new host it is redirected to; a blob redirect to storage on
+    another host must carry neither the registry's credentials nor the netrc's."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login thief password netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    expected = "Basic " + base64.b64encode(b"user:pass").decode()
+    port = fake.host.rsplit(":", 1)[1]
+
+    def route(method: str, path: str, query: dict[str, list[str]], authorization: str | None) -> Reply:
+        if path == "/storage/manifest":
+            return manifest_reply()
+        if authorization != expected:
+            return 401, {"WWW-Authenticate": 'Basic realm="Registry Realm"'}, b""
+        return 307, {"Location": f"http://localhost:{port}/storage/manifest"}, b""
+
+    fake.route = route
+    assert RegistryClient(fake.host, username="user", password="pass").get_manifest("a/b", "1").digest == sha(IMAGE)
+    assert [(s.path, s.authorization) for s in fake.seen] == [
+        ("/v2/a/b/manifests/1", None),
+        ("/v2/a/b/manifests/1", expected),
+        ("/storage/manifest", None),
+    ]
+
+
 def test_digest_is_verified(fake: FakeRegistry) -> None:
     fake.route = lambda *_: manifest_reply(digest=sha(b"something else"))
     client = RegistryClient(fake.host)
@@ -860,6 +889,26 @@ def test_basic_auth_against_a_real_registry() -> None:
         assert client.list_tags("private/app") == ["v1"]
         # one challenge, then credentials go up front
         assert session.requests == ["GET /v2/private/app/manifests/v1"] * 2 + ["GET /v2/private/app/tags/list"]
+
+
+def test_a_netrc_for_the_registry_host_does_not_replace_the_given_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With requests trusting the environment, a `$NETRC` entry for the registry host replaced the
+    Authorization header the client set: the explicit credentials must win, and the netrc stay unread."""
+    with services.running_registry(credentials=("charon", "s3cret-pass")) as locked:
+        factory = ImageFactory(locked.host)
+        factory.session.auth = ("charon", "s3cret-pass")
+        pushed = factory.push_image("private/app", "v1")
+        netrc = tmp_path / "netrc"
+        host = locked.host.rsplit(":", 1)[0]
+        netrc.write_text(f"machine {host} login charon password from-netrc\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        client = locked.client(username="charon", password="s3cret-pass")
+        assert client.get_manifest("private/app", "v1").digest == pushed.digest
+        with pytest.raises(Unauthorized, match="no credentials"):
+            locked.client().get_manifest("private/app", "v1")  # and none taken from the netrc
 
 
 def test_non_ascii_digit_retry_after_falls_back_to_backoff(fake: FakeRegistry) -> None:

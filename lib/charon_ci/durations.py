@@ -17,12 +17,14 @@ _PART_RE = re.compile(r"(\d+)([mhdw])")
 _WHOLE_RE = re.compile(r"(?:\d+[mhdw])+")
 # Anything beyond this is certainly a typo (and would overflow timedelta arithmetic near datetime.max).
 _MAX = timedelta(days=3650)
+_MAX_CHARS = 64
 
 
 def parse_duration(text: str, input_name: str) -> timedelta:
     """Parse `text`; any other spelling raises InputError naming `input_name`."""
     value = text.strip()
-    if not _WHOLE_RE.fullmatch(value):
+    # Bounded before int(): thousands of digits are slow to convert, and refused by Python past 4,300.
+    if len(value) > _MAX_CHARS or not _WHOLE_RE.fullmatch(value):
         raise InputError(input_name, ACCEPTED, text)
     seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _PART_RE.findall(value))
     if seconds > _MAX.total_seconds():

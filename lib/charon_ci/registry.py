@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+import requests.auth
 
 from charon_ci import oci
 from charon_ci.oci import Descriptor, ImageIndex, ImageManifest, ImageSize, Manifest
@@ -33,6 +34,8 @@ _TOKEN_EXPIRY_MARGIN = 10
 MAX_RETRY_AFTER = 3600.0
 # Docker Hub's API does not live at the name people write in image references.
 _HOST_ALIASES = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class RegistryError(Exception):
@@ -94,6 +97,25 @@ class Referrer:
     descriptor: Descriptor
     source: Literal["referrers-api", "referrers-tag", "cosign-tag"]
     tag: str | None = None
+
+
+class ExplicitCredentialsOnly(requests.auth.AuthBase):
+    """Pass as `auth=` on every request: an auth object stops requests from adding `~/.netrc` or `$NETRC`
+    credentials, which would replace the token we set (requests' `trust_env`). Redirects must then be
+    followed by hand too, since requests looks the netrc up again for each new host. The environment's
+    proxies and CA bundle still apply."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+NO_NETRC = ExplicitCredentialsOnly()
+
+
+def same_origin(first: str, second: str) -> bool:
+    """Same scheme, host and port: where credentials meant for one may go."""
+    a, b = urlsplit(first), urlsplit(second)
+    return (a.scheme.lower(), a.hostname, a.port) == (b.scheme.lower(), b.hostname, b.port)
 
 
 def is_loopback(host: str) -> bool:
@@ -420,13 +442,21 @@ class RegistryClient:
                 return response
             raise self._error(response, what)
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str], stream: bool, what: str) -> requests.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        stream: bool,
+        what: str,
+        params: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One request with retries; redirects followed by hand, credentials kept to the origin they were
+        meant for (a blob redirect to object storage gets no Authorization header)."""
         attempt = 0
         while True:
             try:
-                response = self._session.request(
-                    method, url, headers=dict(headers), timeout=self._timeout, stream=stream, allow_redirects=True
-                )
+                response = self._follow(method, url, headers, stream, what, params)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self._retries:
                     failure = exc.__class__.__name__
@@ -441,6 +471,42 @@ class RegistryClient:
                 attempt += 1
                 continue
             return response
+
+    def _follow(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        stream: bool,
+        what: str,
+        params: Mapping[str, str] | None,
+    ) -> requests.Response:
+        sent = dict(headers)
+        current_method, current_url, query = method, url, params
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._session.request(
+                current_method,
+                current_url,
+                params=query,
+                headers=sent,
+                timeout=self._timeout,
+                stream=stream,
+                allow_redirects=False,
+                auth=NO_NETRC,
+            )
+            location = response.headers.get("Location")
+            if response.status_code not in REDIRECT_STATUSES or not location:
+                return response
+            response.close()
+            target = urljoin(response.url, location)
+            if urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise InvalidResponse(f"{what}: redirect to a non-http(s) URL", status=response.status_code)
+            if not same_origin(target, current_url):
+                sent.pop("Authorization", None)  # the token is for the registry, not where it sends us
+            if response.status_code == 303 or (response.status_code in (301, 302) and current_method != "HEAD"):
+                current_method = "GET"
+            current_url, query = target, None
+        raise InvalidResponse(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     @staticmethod
     def _retry_delay(response: requests.Response, attempt: int) -> float:
@@ -491,19 +557,16 @@ class RegistryClient:
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidResponse(f"{self.host}: token realm is not an http(s) URL")
-        auth = None
+        headers: dict[str, str] = {}
         if self._credentials is not None:
             if parts.scheme != "https" and not is_loopback(parts.netloc):
                 raise InvalidResponse(f"{self.host}: refusing to send credentials to a plain-http token realm")
-            auth = self._credentials
+            headers["Authorization"] = self._basic_header()
         params = {"scope": scope}
         if bearer.get("service"):
             params["service"] = bearer["service"]
         what = f"GET token for {scope}"
-        try:
-            response = self._session.get(realm, params=params, auth=auth, timeout=self._timeout)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise RegistryUnavailable(f"{what}: {exc.__class__.__name__}") from None
+        response = self._send("GET", realm, headers, False, what, params)
         if response.status_code in (401, 403):
             raise Unauthorized(f"{what}: the token service refused the credentials", status=response.status_code)
         if response.status_code >= 400:

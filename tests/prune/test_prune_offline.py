@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charon_ci import gha
 from charon_ci.prune import command as prune
+from charon_ci.prune import snapshot
 from charon_ci.prune.report import md_cell
 from tests.support.composite import ActionRunner, parse_commands
 
@@ -151,6 +154,21 @@ BAD_INPUTS = [
     ({"INPUT_SNAPSHOT": "__TOO_DEEP__"}, "snapshot"),
     ({"INPUT_OWNER": "not a login"}, "owner"),
     ({"INPUT_PACKAGE": "Charon"}, "package"),
+    # Numbers are bounded before Python converts them (int() refuses 4,300+ digits with a ValueError).
+    ({"INPUT_MIN-AGE": "9" * 5000 + "h"}, "min-age"),
+    ({"INPUT_KEEP-LAST": "9" * 5000}, "keep-last"),
+    ({"INPUT_RETENTION": "sha-*=" + "9" * 5000 + "d"}, "retention"),
+    ({"INPUT_PROTECT": "a{99999999999}"}, "protect"),
+    # What the linear-time engine cannot do, and what it would read otherwise than Python does.
+    ({"INPUT_PROTECT": "latest\n(a)\\1"}, "protect"),
+    ({"INPUT_PROTECT": "(?=v)v1"}, "protect"),
+    ({"INPUT_PROTECT": "v{,3}"}, "protect"),
+    ({"INPUT_PROTECT": "[[:digit:]]+"}, "protect"),
+    ({"INPUT_PROTECT": "a{1001}"}, "protect"),
+    # The plan file is known writable before planning (and, online, before any request).
+    ({"INPUT_PLAN-FILE": "/"}, "plan-file"),
+    ({"INPUT_PLAN-FILE": "__NOT_A_LIST__/plan.json"}, "plan-file"),
+    ({"INPUT_PLAN-FILE": "__TMP__"}, "plan-file"),
 ]
 
 
@@ -166,7 +184,7 @@ def test_bad_input_one_error_nothing_written(bad: dict[str, str], name: str, tmp
     env = {"INPUT_SNAPSHOT": str(SNAPSHOT), "INPUT_NOW": NOW, "INPUT_PLAN-FILE": str(plan_file),
            "GITHUB_OUTPUT": str(outputs)}  # fmt: skip
     env.update({k: v.replace("__NOT_A_LIST__", str(not_a_list)).replace("__TOO_DEEP__", str(too_deep))
-                for k, v in bad.items()})  # fmt: skip
+                .replace("__TMP__", str(tmp_path)) for k, v in bad.items()})  # fmt: skip
     code, commands, out = call(env, tmp_path)
     errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
     assert code == 1
@@ -250,3 +268,119 @@ def test_snapshot_may_be_gh_api_paginate_output(tmp_path: Path) -> None:
         paginated.write_text(junk)
         with pytest.raises(gha.InputError):
             prune.load_snapshot(paginated)
+
+
+def snapshot_of(path: Path, tags: list[list[str]], created: str = "2025-01-01T00:00:00Z") -> Path:
+    """A versions list as GitHub returns it, one version per tag list, all created at `created`."""
+    items = [
+        {"id": n, "name": f"sha256:{n:064x}", "url": "u", "package_html_url": "p", "created_at": created,
+         "updated_at": created, "metadata": {"package_type": "container", "container": {"tags": version_tags}}}
+        for n, version_tags in enumerate(tags, start=1)
+    ]  # fmt: skip
+    path.write_text(json.dumps(items))
+    return path
+
+
+def test_each_protect_line_protects_on_its_own(tmp_path: Path) -> None:
+    """Joined into one alternation, `(a)\\1` refers to `(v)`'s group and `aa` lost its protection; now a
+    line the linear-time engine cannot run is refused by name, and every other line keeps its own meaning."""
+    snapshot = snapshot_of(tmp_path / "snap.json", [["aa"], ["12.12"], ["vx"], ["gone"]])
+    plan_file = tmp_path / "plan.json"
+    env = {"INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW, "INPUT_PLAN-FILE": str(plan_file),
+           "INPUT_RETENTION": "*=1h", "INPUT_PROTECT": "(v)x\n(a)\\1\n(\\d+)\\.\\1"}  # fmt: skip
+    code, commands, out = call(env, tmp_path)
+    errors = [c for c in commands if c.name == "error"]  # type: ignore[attr-defined]
+    assert code == 1 and len(errors) == 1, out
+    assert errors[0].properties["title"] == "Invalid input 'protect'"  # type: ignore[attr-defined]
+    assert "'(a)\\\\1'" in errors[0].message and "backreferences" in errors[0].message  # type: ignore[attr-defined]
+    assert not plan_file.exists()
+
+    # The same intent without backreferences: each line protects what it alone matches.
+    env["INPUT_PROTECT"] = "(v)x\n(a)a\n(?P<n>\\d+)\\.(?P<m>\\d+)\n(?P<n>g)one-not"
+    code, commands, out = call(env, tmp_path)
+    assert code == 0, out
+    document = json.loads(plan_file.read_text())
+    assert [item["tags"] for item in document["delete"]] == [["gone"]]
+    reasons = {item["tags"][0]: item["reasons"][0] for item in document["keep"]}
+    assert reasons == {"aa": "aa protected (/(a)a/)", "12.12": "12.12 protected (/(?P<n>\\d+)\\.(?P<m>\\d+)/)",
+                       "vx": "vx protected (/(v)x/)"}  # fmt: skip
+
+
+def test_no_pattern_can_hang_a_run(tmp_path: Path) -> None:
+    """`(a+)+b` against 34 `a`s backtracks 2**34 times in Python's engine, and the glob `*a*a*...*c`
+    against 120 `a`s polynomially worse: the launcher must finish both in seconds (timeout = failure)."""
+    snapshot = snapshot_of(tmp_path / "snap.json", [["a" * 34], ["a" * 120], ["ba" * 20 + "c"]])
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW,
+           "INPUT_PLAN-FILE": str(tmp_path / "plan.json"), "INPUT_PROTECT": "(a+)+b\n(x|x?)+y",
+           "INPUT_RETENTION": "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*c=1h\n*=2h"}  # fmt: skip
+    completed = subprocess.run(
+        [str(VENV_BIN / "charon-ci"), "prune"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr
+    document = json.loads((tmp_path / "plan.json").read_text())
+    deleted = {item["tags"][0]: item["reasons"][0] for item in document["delete"]}
+    assert deleted == {
+        "a" * 34: f"{'a' * 34} expired (age 399d3h > *=2h)",
+        "a" * 120: f"{'a' * 120} expired (age 399d3h > *=2h)",
+        "ba" * 20 + "c": f"{'ba' * 20}c expired (age 399d3h > *a*a*a*a*a*a*a*a*a*a*a*a*a*a*c=1h)",
+    }
+    assert completed.stderr == "", "RE2 must not print its own diagnostics"
+
+
+def test_prune_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """`charon-ci prune | head`: the reader leaves after a few lines; the command still finishes its work
+    (plan file, outputs) with no BrokenPipe traceback and no internal error."""
+    snapshot = snapshot_of(tmp_path / "snap.json", [[f"sha-{n:07x}"] for n in range(3000)])
+    outputs = tmp_path / "outputs"
+    outputs.write_text("")
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "INPUT_SNAPSHOT": str(snapshot), "INPUT_NOW": NOW,
+           "INPUT_PLAN-FILE": str(tmp_path / "plan.json"), "GITHUB_OUTPUT": str(outputs)}  # fmt: skip
+    process = subprocess.Popen(
+        [str(VENV_BIN / "charon-ci"), "prune"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    head = [process.stdout.readline() for _ in range(3)]
+    process.stdout.close()  # what `head -3` does once it has its lines
+    code = process.wait(timeout=120)
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert head[1].startswith(b"::group::Plan: 3000 to delete")
+    assert code == 0 and stderr == "", stderr[-2000:]
+    assert len(json.loads((tmp_path / "plan.json").read_text())["delete"]) == 3000
+    assert "planned-count<<" in outputs.read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(1, 40), max_size=6), min_size=1, max_size=4),
+    st.sampled_from(["", " ", "\n", " \n\t"]),
+    st.sampled_from([1, 7, 64, 300, 1 << 20]),
+)
+def test_snapshot_is_decoded_item_by_item_across_any_chunk_boundary(
+    pages: list[list[int]], space: str, chunk: int
+) -> None:
+    """The streaming reader gives what json.loads gives page by page, wherever the chunks cut the text
+    (inside strings, numbers, between items, between pages)."""
+    # Strings and nested values holding `},` (where the bulk decoder cuts) must not fool it.
+    items = [[{"id": n, "name": f"sha256:{n:x}", "tags": ["a" * n], "n": n * 1.5, "ok": n % 2 == 0,
+               "text": "},{" * (n % 3), "nested": [{"a": n}, {"b": [{}, {}]}]} for n in page]
+             for page in pages]  # fmt: skip
+    text = space.join(space + json.dumps(page, indent=1 if space else None) for page in items) + space
+    decoded = list(snapshot.json_list_items(io.StringIO(text), chunk=chunk))
+    assert decoded == [item for page in items for item in page]
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("", "empty"), ("  \n", "empty"), ("{}", "expected a JSON list"), ("[V, V", "does not end"),
+     ("[V V]", "expected , or ]"), ("[] x", "expected a JSON list"), ('[{"a": }]', "Expecting value"),
+     ("[1]", "item 0 is not a container package version"),
+     ("[" * 50_000, "nested too deeply")],
+)  # fmt: skip
+def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    version = {"id": 1, "name": "sha256:1", "created_at": "2026-01-01T00:00:00Z", "metadata": {}}
+    path.write_text(text.replace("V", json.dumps(version)))
+    with pytest.raises(gha.InputError) as caught:
+        prune.load_snapshot(path)
+    assert caught.value.name == "snapshot" and complaint in caught.value.accepted

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
 from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.patterns import parse_protect
 from charon_ci.prune.policy import (
     DEFAULT_PROTECT,
     build_policy,
     parse_keep_last,
-    parse_protect,
     parse_retention,
     parse_timestamp,
     plan,
@@ -135,6 +140,102 @@ def test_protect_regexes_with_clashing_group_names_still_work() -> None:
     policy = build_policy(["*=1h"], ["(?P<x>a)", "(?P<x>b)"])
     assert policy.protected_by("b") == "(?P<x>b)"
     assert policy.protected_by("c") is None
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("(a)\\1", "backreferences"),  # the engine has none: it would need backtracking
+        ("(?<=v)1", "RE2 refuses it"),
+        ("a{1001}", "RE2 refuses it"),
+        ("a{99999999999}", "not a Python regular expression"),  # RE2 alone would read a literal brace
+        ("v{,3}", "is not a repetition"),  # Python: 0 to 3 `v`s; RE2: the text `v{,3}`
+        ("x{a}", "is not a repetition"),
+        ("[[:digit:]]", "not a Python regular expression"),  # a class to RE2, a nested set to Python
+        ("\\Z", "RE2 refuses it"),
+        ("a" * 1001, "at most 1000 characters"),
+    ],
+)
+def test_protect_lines_the_engine_would_read_otherwise_are_refused(line: str, complaint: str) -> None:
+    with pytest.raises(InputError) as caught:
+        parse_protect(["latest", line])
+    assert caught.value.name == "protect" and caught.value.value == line
+    assert complaint in caught.value.accepted
+
+
+def test_protect_braces_in_classes_and_escapes_are_literal() -> None:
+    policy = build_policy(["*=1h"], ["v[{]1", "a\\{2", "[]{]x", "b{2}", "c{1,}", "d{1,2}"])
+    assert [policy.protected_by(t) for t in ("v{1", "a{2", "{x", "bb", "ccc", "dd", "d{1,2}")] == [
+        "v[{]1", "a\\{2", "[]{]x", "b{2}", "c{1,}", "d{1,2}", None
+    ]  # fmt: skip
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def test_protect_and_globs_take_linear_time() -> None:
+    """A backtracking engine takes hours on these; an alarm turns that into a failure, not a hung suite."""
+
+    def too_slow(*_: object) -> None:
+        raise _TooSlow
+
+    policy = build_policy(["*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*c=1h"], ["(a+)+b", "(a|aa)*c", "(.*)*x"])
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        for size in range(1, 128):
+            assert policy.protected_by("a" * size) is None
+            assert policy.rule_for("a" * size) is None
+    except _TooSlow:
+        pytest.fail("matching did not finish in 20 s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# Regular expressions from a small grammar, with the constructs where engines disagree mixed in.
+_ATOMS = st.sampled_from(["a", "b", "1", ".", "\\d", "\\.", "[ab]", "[^a]", "[a-c1]", "-", "{", "}", ",", "\\{"])
+_QUANTIFIERS = st.sampled_from(["", "", "*", "+", "?", "*?", "{2}", "{1,2}", "{,2}", "{0,}", "{a}", "{2,1}"])
+
+
+@st.composite
+def _regexes(draw: st.DrawFn, depth: int = 0) -> str:
+    parts: list[str] = []
+    for _ in range(draw(st.integers(1, 3))):
+        if depth < 2 and draw(st.integers(0, 4)) == 0:
+            inner = draw(_regexes(depth + 1))
+            alternative = draw(_regexes(depth + 1)) if draw(st.booleans()) else None
+            body = f"{inner}|{alternative}" if alternative is not None else inner
+            atom = draw(st.sampled_from(["({})", "(?:{})", "(?P<g>{})", "(?i:{})"])).format(body)
+        else:
+            atom = draw(_ATOMS)
+        parts.append(atom + draw(_QUANTIFIERS))
+    return "".join(parts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_regexes(), min_size=1, max_size=3), st.lists(st.text("ab1.{},A-", max_size=6), max_size=12))
+def test_accepted_protect_lines_mean_what_python_reads(lines: list[str], tags: list[str]) -> None:
+    """Whatever parse_protect accepts, RE2 matches exactly where Python's own engine does, line by line
+    (the first matching line is the one named)."""
+    try:
+        policy = build_policy(["*=1h"], lines)
+    except InputError:
+        return
+    for tag in tags:
+        expected = next((line for line in lines if re.fullmatch(line, tag)), None)
+        assert policy.protected_by(tag) == expected, (lines, tag)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text("ab*?-", min_size=1, max_size=8), min_size=1, max_size=4, unique=True),
+       st.lists(st.text("ab-", max_size=10), max_size=12))  # fmt: skip
+def test_globs_match_as_fnmatch_does(globs: list[str], tags: list[str]) -> None:
+    policy = build_policy([f"{glob}=1h" for glob in globs], ["latest"])
+    for tag in tags:
+        expected = next((i for i, glob in enumerate(globs) if fnmatch.fnmatchcase(tag, glob)), None)
+        assert policy.rule_for(tag) == expected, (globs, tag)
 
 
 @pytest.mark.parametrize("junk", ["-1", "two", "1.5", "100001", "٣"])

@@ -157,3 +157,19 @@ def test_fork_pr_ambiguous_through_the_api_is_one_error_and_no_outputs(
     [error] = [c for c in commands if c.name == "error"]
     assert error.properties.get("title") == "Ambiguous pull request" and "[42, 43]" in error.message
     assert fake_github.count("GET", operation="pulls/list") == 1  # the branch filter found both: no fallback
+
+
+@pytest.mark.parametrize("number", [10**200, 2**53 + 1])
+def test_fork_pr_number_from_the_api_is_bounded_like_the_payloads(
+    tmp_path: Path, fake_github: FakeGitHub, capsys: Any, number: int
+) -> None:
+    """A PR number the API answers is checked as the event payload's is (at most 2**53): one clear error,
+    not an internal one, and no outputs."""
+    fake_github.add_repo(REPO)
+    fake_github.add_pull(REPO, derive.FORK_BRANCH, head_sha=HEAD, head_owner="forker", number=number)
+    code, outputs, commands = run_command(tmp_path, fake_github, "workflow_run",
+                                          derive.fixture("workflow_run.completed.fork-pr.json"), capsys)  # fmt: skip
+    assert code == 1 and outputs == {}
+    [error] = [c for c in commands if c.name == "error"]
+    assert error.properties.get("title") == "Pull request lookup failed", error
+    assert "not a pull request number" in error.message and "internal" not in str(error.properties)

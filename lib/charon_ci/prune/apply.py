@@ -296,15 +296,23 @@ class GhcrDeleter:
 
 @dataclass
 class HubDeleter:
-    """Hub deletes tags: a version goes when every one of its tags is gone."""
+    """Hub deletes tags: a version goes when every one of its tags is gone. Each tag is read immediately
+    before its DELETE and left alone if it was pushed again since the listing (it may name a new image)."""
 
     hub: DockerHub
 
     def delete(self, version: PackageVersion) -> DeleteResult:
-        results = [self.hub.delete_tag(tag) for tag in version.tags]
+        results: list[DeleteResult] = []
+        for tag in version.tags:
+            result = self.hub.delete_tag_if_unchanged(tag, version.digest)
+            results.append(result)
+            if result.status not in ("deleted", "gone", "changed"):
+                break  # refused or failing: the executor decides whether to go on
         bad = [r for r in results if r.status not in ("deleted", "gone")]
         if bad:
-            return bad[0]
+            deleted = [shown(tag) for tag, r in zip(version.tags, results, strict=False) if r.status == "deleted"]
+            also = f" (deleted: {', '.join(deleted)})" if deleted else ""
+            return DeleteResult(bad[0].status, bad[0].detail + also, bad[0].http_status)
         if all(r.status == "gone" for r in results):
             return DeleteResult("gone", "tags already deleted", 404)
         return DeleteResult("deleted")
@@ -517,7 +525,10 @@ def run_online(
             package, replanner, {v.id: v for v in versions}, runtime, basis=listed_at, look_cost=package.list_requests
         )
         stats.listings = settled.looks
-        sized_graph, complete = _read_sizes(result, graph, source.read) if result.delete else (graph, True)
+        if settings.measure_bytes and result.delete:
+            sized_graph, complete = _read_sizes(result, graph, source.read)
+        else:  # nothing to measure, or not wanted (each read counts as a download on GHCR)
+            sized_graph, complete = graph, settings.measure_bytes
         stats.size_reads = source.reads - stats.manifest_reads
     else:
         hub = DockerHub(settings.owner, settings.package, api_url=settings.dockerhub_api_url, sleep=runtime.sleep)

@@ -14,15 +14,17 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 from charon_ci import gha
-from charon_ci.prune.model import InUse, PackageVersion, parse_versions
-from charon_ci.prune.policy import Plan, build_policy, parse_timestamp, plan
-from charon_ci.prune.report import Outcome, log_line, log_plan, plan_document, plan_json, summary_markdown
+from charon_ci.prune.model import InUse
+from charon_ci.prune.policy import Plan, build_policy, collector_paused, parse_timestamp, plan
+from charon_ci.prune.report import Outcome, log_line, log_plan, summary_markdown, write_plan_json
 from charon_ci.prune.settings import PruneSettings
+from charon_ci.prune.snapshot import load_snapshot
 
 HELP = """usage: charon-ci prune
 
@@ -30,9 +32,10 @@ Plans (and unless dry-run applies) a retention policy to a GHCR package or Docke
 lifetimes, protected tags, in-use detection, and never a platform manifest, attestation or signature that a
 kept image still needs. Reads INPUT_RETENTION, INPUT_PROTECT, INPUT_MIN-AGE, INPUT_KEEP-LAST, INPUT_DRY-RUN,
 INPUT_PACKAGE, INPUT_OWNER, INPUT_REGISTRY, INPUT_TOKEN, INPUT_GITHUB-TOKEN, INPUT_USERNAME,
-INPUT_GITHUB-API-URL, INPUT_REPOSITORY, INPUT_SNAPSHOT, INPUT_NOW, INPUT_PLAN-FILE; writes the plan file,
-the job summary and outputs (plan-path, deleted-count, kept-count, failed-count, remaining-count,
-planned-count, bytes-freed). With INPUT_SNAPSHOT set it touches no network.
+INPUT_GITHUB-API-URL, INPUT_REPOSITORY, INPUT_REGISTRY-HOST, INPUT_DOCKERHUB-API-URL, INPUT_SNAPSHOT,
+INPUT_NOW, INPUT_PLAN-FILE, INPUT_MEASURE-BYTES; writes the plan file, the job summary and outputs
+(plan-path, deleted-count, kept-count, failed-count, remaining-count, planned-count, bytes-freed). With
+INPUT_SNAPSHOT set it touches no network.
 """
 
 REGISTRIES = ("ghcr", "dockerhub")
@@ -40,7 +43,6 @@ _OWNER_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _GHCR_PACKAGE_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]|/(?=[a-z0-9]))*")
 _HUB_REPOSITORY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]){0,254}")
 _REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
 
 
 def parse_settings(env: Mapping[str, str]) -> PruneSettings:
@@ -53,6 +55,7 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
         inputs.text("keep-last"),
     )
     dry_run = inputs.boolean("dry-run", default=True)
+    measure_bytes = inputs.boolean("measure-bytes", default=True)
     registry = inputs.text("registry", "ghcr").lower()
     if registry not in REGISTRIES:
         raise gha.InputError("registry", " | ".join(REGISTRIES), registry)
@@ -108,6 +111,8 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
                 raise gha.InputError(name, accepted)
         if registry == "dockerhub" and not username:
             raise gha.InputError("username", "the Docker Hub user that logs in (defaults to owner)")
+    # Last, once everything else is known good: the only check that touches the disk.
+    check_plan_file(plan_file)
     return PruneSettings(
         policy=policy,
         dry_run=dry_run,
@@ -124,6 +129,7 @@ def parse_settings(env: Mapping[str, str]) -> PruneSettings:
         plan_file=plan_file,
         registry_host=registry_host,
         dockerhub_api_url=hub_url,
+        measure_bytes=measure_bytes,
     )
 
 
@@ -131,53 +137,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "package"
 
 
-def load_snapshot(path: Path) -> list[PackageVersion]:
-    """Versions from a `GET .../packages/container/NAME/versions` body (a JSON list), or InputError."""
-    accepted = "a JSON file holding the list GET /orgs/OWNER/packages/container/NAME/versions returns"
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(SNAPSHOT_MAX_BYTES + 1)
-    except OSError as exc:
-        raise gha.InputError("snapshot", f"{accepted} (cannot read it: {exc.strerror})", str(path)) from None
-    if len(data) > SNAPSHOT_MAX_BYTES:
-        raise gha.InputError("snapshot", f"{accepted} of at most 512 MiB", str(path))
-    try:
-        return parse_versions(_json_lists(data.decode("utf-8")), "snapshot")
-    except ValueError as exc:
-        raise gha.InputError("snapshot", f"{accepted} ({exc})", str(path)) from None
-    except RecursionError:  # arrays nested thousands deep: not a versions list either
-        raise gha.InputError("snapshot", f"{accepted} (nested too deeply)", str(path)) from None
-
-
-def _json_lists(text: str) -> list[object]:
-    """One JSON list, or several back to back (what `gh api --paginate` prints: one list a page)."""
-    decoder = json.JSONDecoder()
-    items: list[object] = []
-    position = 0
-    while True:
-        while position < len(text) and text[position].isspace():
-            position += 1
-        if position == len(text):
-            break
-        page, position = decoder.raw_decode(text, position)
-        if not isinstance(page, list):
-            raise ValueError("expected a JSON list of package versions")
-        items.extend(page)
-    if not text.strip():
-        raise ValueError("the file is empty")
-    return items
-
-
-def write_plan_file(path: Path, text: str, env: Mapping[str, str]) -> str:
-    """Write atomically; return the path to give later steps (relative to the workspace when inside it,
-    since a container action's /github/workspace is another path on the runner)."""
+def check_plan_file(path: Path) -> None:
+    """The plan file must be writable before anything is asked of a registry: a real run that deleted and
+    then could not write its plan would leave no record of what it deleted."""
+    accepted = "a file path in a folder this step can write (the plan is written there)"
     target = path if path.is_absolute() else Path.cwd() / path
+    if not target.name or target.is_dir():
+        raise gha.InputError("plan-file", f"{accepted}; not a folder", str(path))
+    probe = target.with_name(f".{target.name}.{os.getpid()}.probe")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-        partial.write_text(text, encoding="utf-8")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise gha.InputError("plan-file", f"{accepted} (cannot write there: {exc.strerror})", str(path)) from None
+
+
+def write_plan_file(path: Path, write: Callable[[TextIO], None], env: Mapping[str, str]) -> str:
+    """Write atomically (`write` fills the file); return the path to give later steps (relative to the
+    workspace when inside it, since a container action's /github/workspace is another path on the runner)."""
+    target = path if path.is_absolute() else Path.cwd() / path
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("w", encoding="utf-8", buffering=1 << 20) as out:
+            write(out)
         partial.replace(target)
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         raise gha.ActionFailure("Cannot write the plan file", f"plan-file cannot be written: {exc.strerror}.") from None
     workspace = env.get("GITHUB_WORKSPACE", "")
     if workspace:
@@ -198,16 +185,20 @@ def report(
     """Log, plan file, summary, outputs. Returns 0: refused deletions are reported outcomes (warnings and
     failed-count), and only a stop a person must fix (`Outcome.fatal`) fails the step, decided by the caller."""
     package = settings.package or (settings.snapshot.name if settings.snapshot else "")
-    document = plan_document(
-        result,
-        settings.policy,
-        package=package,
-        registry=settings.registry,
-        dry_run=settings.dry_run,
-        outcome=outcome,
-        sizes=sizes,
-    )
-    plan_path = write_plan_file(settings.plan_file, plan_json(document), env)
+
+    def write(out: TextIO) -> None:
+        write_plan_json(
+            out,
+            result,
+            settings.policy,
+            package=package,
+            registry=settings.registry,
+            dry_run=settings.dry_run,
+            outcome=outcome,
+            sizes=sizes,
+        )
+
+    plan_path = write_plan_file(settings.plan_file, write, env)
     gha.append_summary(
         summary_markdown(result, outcome, package=package, registry=settings.registry, dry_run=settings.dry_run),
         env,
@@ -219,7 +210,9 @@ def report(
     outputs.set("kept-count", str(len(result.keep)))
     outputs.set("failed-count", str(len(outcome.failed)))
     outputs.set("remaining-count", str(len(outcome.remaining)))
-    outputs.set("bytes-freed", str(outcome.bytes_freed or 0))
+    # Empty when a real run did not measure (measure-bytes false, Docker Hub): unknown is not zero.
+    freed = "0" if settings.dry_run else "" if outcome.bytes_freed is None else str(outcome.bytes_freed)
+    outputs.set("bytes-freed", freed)
     try:
         printed = outputs.flush()
     except OSError as exc:
@@ -240,6 +233,11 @@ def report(
 
 
 def run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str]) -> int:
+    with collector_paused():  # nothing here makes reference cycles: leave the memory to reference counts
+        return _run_offline(settings, snapshot, env)
+
+
+def _run_offline(settings: PruneSettings, snapshot: Path, env: Mapping[str, str]) -> int:
     versions = load_snapshot(snapshot)
     now = settings.now or datetime.now(UTC)
     started = time.process_time()
@@ -259,6 +257,40 @@ def main(env: Mapping[str, str]) -> int:
     return run_online(settings, env, report)
 
 
+class _StdoutOutlivingItsReader:
+    """stdout for `charon-ci prune | head`: once the reader has gone, the rest of the log goes nowhere and
+    the run goes on to finish its work (deletions under way, plan file, outputs) instead of dying with a
+    BrokenPipe traceback half-way."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # The stream's buffer still holds what could not be written; pointing its descriptor at /dev/null
+        # lets that (and every later flush, the interpreter's last one included) succeed quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run(argv: Sequence[str]) -> int:
     if any(arg in {"-h", "--help"} for arg in argv):
         sys.stdout.write(HELP)
@@ -267,4 +299,9 @@ def run(argv: Sequence[str]) -> int:
         sys.stderr.write(f"charon-ci prune: takes no arguments (inputs come from INPUT_* variables)\n{HELP}")
         return 2
     env = dict(os.environ)
-    return gha.run_action(lambda: main(env), env)
+    stdout = sys.stdout
+    sys.stdout = _StdoutOutlivingItsReader(stdout)
+    try:
+        return gha.run_action(lambda: main(env), env)
+    finally:
+        sys.stdout = stdout

@@ -6,12 +6,13 @@ Shared by the retention core (which judges it) and the edges (which fetch it), s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-__all__ = ["InUse", "PackageVersion", "parse_versions", "shown"]
+__all__ = ["InUse", "PackageVersion", "collect_versions", "parse_versions", "shown"]
 
 _PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
 _HEX_RE = re.compile(r"[0-9a-f]{7,40}")
@@ -50,34 +51,43 @@ class PackageVersion:
     created_at: datetime
 
 
+_NOTHING: dict[str, Any] = {}  # read-only default for absent fields
+
+
 def parse_versions(items: Any, source: str) -> list[PackageVersion]:
     """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
 
     Raises ValueError naming `source` and the first item that is not a container package version."""
     if not isinstance(items, list):
         raise ValueError(f"{source}: expected a JSON list of package versions")
+    return collect_versions(items, source)
+
+
+def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
+    """`parse_versions` over any iterable (a snapshot is read item by item, never held whole)."""
     by_id: dict[int, PackageVersion] = {}
     digests: set[str] = set()
+    # Versions listed one after another often share their push's second: parse that time once.
+    last_stamp: object = None
+    last_created = datetime.min
     for position, item in enumerate(items):
         try:
-            tags = item.get("metadata", {}).get("container", {}).get("tags", [])
-            if not isinstance(tags, list):
+            tags = item.get("metadata", _NOTHING).get("container", _NOTHING).get("tags", ())
+            if not isinstance(tags, list | tuple):
                 raise TypeError("tags is not a list")
-            created = datetime.fromisoformat(item["created_at"])
-            version = PackageVersion(
-                id=item["id"],
-                digest=item["name"],
-                tags=tuple(tags),
-                created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
-            )
+            stamp = item["created_at"]
+            if stamp != last_stamp or not isinstance(stamp, str):
+                created = datetime.fromisoformat(stamp)
+                last_stamp, last_created = stamp, created if created.tzinfo else created.replace(tzinfo=UTC)
+            created = last_created
+            version = PackageVersion(id=item["id"], digest=item["name"], tags=tuple(tags), created_at=created)
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{source}: item {position} is not a container package version") from None
         if (
-            not isinstance(version.id, int)
-            or isinstance(version.id, bool)
+            type(version.id) is not int  # bool is an int to isinstance; JSON true is not an id
             or not isinstance(version.digest, str)
             or not version.digest
-            or not all(isinstance(tag, str) for tag in version.tags)
+            or (version.tags and not all(isinstance(tag, str) for tag in version.tags))
         ):
             raise ValueError(f"{source}: item {position} is not a container package version")
         # Pages listed while another run deletes can repeat a version: merge its tags (judging the union
@@ -104,7 +114,7 @@ class InUse:
     checked: bool = True
 
     def why(self, tag: str) -> str | None:
-        pr = _PR_TAG_RE.fullmatch(tag)
+        pr = _PR_TAG_RE.fullmatch(tag) if self.open_pull_requests else None
         if pr and int(pr.group(1)) in self.open_pull_requests:
             return f"open PR #{int(pr.group(1))}"
         if self.active_run_shas:

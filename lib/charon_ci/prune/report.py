@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TextIO
 
 from charon_ci import gha
+from charon_ci.durations import format_duration
 from charon_ci.prune.model import shown
 from charon_ci.prune.policy import Decision, Plan, Policy
 from charon_ci.prune.reachability import short_digest
 
 SUMMARY_ROWS = 200  # the job summary is capped at 1 MiB; the plan file has everything
+LOG_BATCH = 1000
 
 
 @dataclass
@@ -62,8 +65,9 @@ def md_cell(text: str) -> str:
 
 
 def log_line(decision: Decision, action: str) -> str:
-    tags = ",".join(shown(tag) for tag in decision.version.tags) or "untagged"
-    return f"{action} {tags} ({short_digest(decision.version.digest)}, id {decision.version.id}): {decision.summary}"
+    version = decision.version
+    tags = ",".join(map(shown, version.tags)) if version.tags else "untagged"
+    return f"{action} {tags} ({short_digest(version.digest)}, id {version.id}): {decision.summary}"
 
 
 def policy_json(policy: Policy) -> dict[str, Any]:
@@ -75,7 +79,8 @@ def policy_json(policy: Policy) -> dict[str, Any]:
     }
 
 
-def plan_document(
+def write_plan_json(
+    out: TextIO,
     plan: Plan,
     policy: Policy,
     *,
@@ -84,36 +89,77 @@ def plan_document(
     dry_run: bool,
     outcome: Outcome | None = None,
     sizes: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
-    """The plan file: top-level `delete` and `keep` lists (each item has id, digest, tags, reasons)."""
-    document: dict[str, Any] = {
-        "package": package,
-        "registry": registry,
-        "dry_run": dry_run,
-        "policy": policy_json(policy),
-    }
-    document.update(plan.as_json())
-    if sizes:
-        for item in document["delete"]:
-            if item["digest"] in sizes:
-                item["bytes_freed"] = sizes[item["digest"]]
+) -> None:
+    """The plan file: top-level `delete` and `keep` lists (each item has id, digest, tags, reasons), one
+    version a line. Written as it is made: at 200,000 versions a pretty-printed document built whole cost
+    more time and memory than planning."""
+    status: dict[str, str] = {}
     if outcome is not None:
-        status: dict[str, str] = {}
         status.update((d.version.digest, "deleted") for d in outcome.deleted)
         status.update((d.version.digest, "already gone") for d in outcome.already_gone)
         status.update((d.version.digest, f"failed: {why}") for d, why in outcome.failed)
         status.update((d.version.digest, "not attempted") for d in outcome.remaining)
-        for item in document["delete"]:
-            item["result"] = status.get(item["digest"], "not attempted")
-        document["counts"] = counts(plan, outcome)
-        document["stopped_because"] = outcome.stopped_because
-        document["bytes_freed"] = outcome.bytes_freed
-        document["bytes_planned"] = outcome.bytes_planned
-    return document
+    head = {"package": package, "registry": registry, "dry_run": dry_run, "policy": policy_json(policy)}
+    out.write(json.dumps(head)[:-1] + f', "now": {json.dumps(_timestamp(plan.now))},\n"delete": [')
+    line = _DecisionLines()
+    for position, decision in enumerate(plan.delete):
+        digest = decision.version.digest
+        extra = f', "bytes_freed": {int(sizes[digest])}' if sizes and digest in sizes else ""
+        if outcome is not None:
+            extra += f', "result": {_json_text(status.get(digest, "not attempted"))}'
+        out.write(("\n" if position == 0 else ",\n") + line(decision, extra))
+    out.write('\n],\n"keep": [')
+    for start in range(0, len(plan.keep), LOG_BATCH):  # one write a batch: each write() has its own cost
+        out.write(("\n" if start == 0 else ",\n") + ",\n".join(map(line, plan.keep[start : start + LOG_BATCH])))
+    tail: dict[str, Any] = {
+        "blocked_by": list(plan.blocked_by),
+        "safety_buffer": format_duration(plan.buffer),
+        "notes": list(plan.notes),
+    }
+    if outcome is not None:
+        tail["counts"] = counts(plan, outcome)
+        tail["stopped_because"] = outcome.stopped_because
+        tail["bytes_freed"] = outcome.bytes_freed
+        tail["bytes_planned"] = outcome.bytes_planned
+    out.write("\n],\n" + json.dumps(tail)[1:] + "\n")
 
 
-def plan_json(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# json.dumps' own string encoder (C): a line built with it is exactly json.dumps(decision.as_json()).
+_json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+class _DecisionLines:
+    """`json.dumps(decision.as_json())` plus extra members, without building the dict: the plan file's
+    lines are most of an offline run's output."""
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime | None, str] = (None, "")  # neighbours often share their push's time
+        # Decisions kept for one same reason share their reasons tuple (policy._plan): encode it once.
+        self._shared: tuple[tuple[str, ...], str, str, str] | None = None
+
+    def __call__(self, decision: Decision, extra: str = "") -> str:
+        version = decision.version
+        moment, created = self._last
+        if moment is not version.created_at:
+            created = _json_text(_timestamp(version.created_at))
+            self._last = (version.created_at, created)
+        shared = self._shared
+        if shared is not None and shared[0] is decision.reasons and shared[1] is decision.summary:
+            reasons, summary = shared[2], shared[3]
+        else:
+            reasons = ", ".join(map(_json_text, decision.reasons))
+            summary = _json_text(decision.summary)
+            if not version.tags:
+                self._shared = (decision.reasons, decision.summary, reasons, summary)
+        tags = ", ".join(map(_json_text, version.tags)) if version.tags else ""
+        return (
+            f'{{"id": {int(version.id)}, "digest": {_json_text(version.digest)}, "tags": [{tags}], '
+            f'"created_at": {created}, "reasons": [{reasons}], "summary": {summary}{extra}}}'
+        )
 
 
 def counts(plan: Plan, outcome: Outcome) -> dict[str, int]:
@@ -217,11 +263,13 @@ def _status_by_digest(outcome: Outcome, dry_run: bool) -> dict[str, str]:
 
 
 def log_plan(result: Plan, dry_run: bool) -> None:
-    """One line per version, naming the tag that decided and why; before anything is deleted."""
+    """One line per version, naming the tag that decided and why; before anything is deleted. Lines go
+    out in batches (one write and flush per batch, not per line: 200,000 flushes cost a second)."""
+    verb = "would delete" if dry_run else "to delete"
     with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
-        for decision in result.delete:
-            gha.info(log_line(decision, "would delete" if dry_run else "to delete"))
-        for decision in result.keep:
-            gha.info(log_line(decision, "keep"))
+        for start in range(0, len(result.delete), LOG_BATCH):
+            gha.info("\n".join(log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]))
+        for start in range(0, len(result.keep), LOG_BATCH):
+            gha.info("\n".join(log_line(d, "keep") for d in result.keep[start : start + LOG_BATCH]))
     for note in result.notes:
         gha.notice(note, title="charon-ci prune")

@@ -26,6 +26,7 @@ class PruneSettings:
     plan_file: Path
     registry_host: str = ""
     dockerhub_api_url: str = "https://hub.docker.com"
+    measure_bytes: bool = True  # read the manifests that size bytes-freed (GHCR counts each as a download)
 
     def __repr__(self) -> str:  # never show tokens
         return f"PruneSettings(registry={self.registry!r}, package={self.package!r}, owner={self.owner!r})"

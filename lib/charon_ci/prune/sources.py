@@ -3,7 +3,7 @@
 - GHCR package versions (list, delete) through the GitHub REST client, for an organization or a user;
 - in-use facts: the repository's open pull requests and its queued / in-progress workflow runs;
 - manifests read from the registry, turned into `ManifestFacts` for the reachability graph;
-- Docker Hub: log in, list tags (grouped by digest into versions), delete a tag.
+- Docker Hub: log in, list tags (grouped by digest into versions), delete a tag once it is read unchanged.
 
 Every GitHub refusal is returned as a `DeleteResult`, never raised: the executor decides what it means.
 """
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from charon_ci import gha, github, oci, registry
-from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.model import InUse, PackageVersion, parse_versions, shown
 from charon_ci.prune.reachability import ChildRef, ManifestFacts
 
 # Workflow-run states in which a run may still pull an image (everything before `completed`).
@@ -30,7 +30,8 @@ ACTIVE_RUN_STATES = ("in_progress", "queued", "waiting", "requested", "pending")
 # --------------------------------------------------------------------------------------------- GitHub
 
 
-DeleteStatus = Literal["deleted", "gone", "refused", "forbidden", "rate-limited", "error"]
+# "changed": not deleted because it changed since the plan was made (a Hub tag pushed again).
+DeleteStatus = Literal["deleted", "gone", "refused", "changed", "forbidden", "rate-limited", "error"]
 
 
 @dataclass(frozen=True)
@@ -311,13 +312,30 @@ class HubError(Exception):
         self.status = status
 
 
+HUB_MAX_RETRY_AFTER = 60.0  # seconds: a longer `retry-after` is waited this long, then retried
+HUB_MAX_REDIRECTS = 3
+
+
+@dataclass(frozen=True)
+class HubTag:
+    """One tag as Hub lists it: the digest it points at and when it was last pushed."""
+
+    name: str
+    digest: str
+    pushed: datetime
+
+
 @dataclass
 class DockerHub:
-    """The Docker Hub API (not the registry API): login, tags of a repository, delete a tag.
+    """The Docker Hub API (not the registry API): login, tags of a repository, read and delete a tag.
 
     Hub deletes tags, not digests: a digest goes away (from the Hub's point of view) once no tag points at
     it, and Hub itself decides when the untagged manifests and layers are collected. Multi-arch images are
     one tag on an index, so deleting the tag removes the whole image, never one platform of it.
+
+    Credentials go to `api_url`'s origin only: the password only to its login (never re-posted by a
+    redirect), the token only with requests to the same scheme, host and port (pagination links and
+    redirects elsewhere are refused), and never any `~/.netrc` credentials.
     """
 
     namespace: str
@@ -330,6 +348,7 @@ class DockerHub:
     token: str | None = None
     requests: int = 0
     tags_by_digest: dict[str, list[str]] = field(default_factory=dict)
+    listed: dict[str, HubTag] = field(default_factory=dict)  # tag name -> as listed
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.api_url)
@@ -340,7 +359,11 @@ class DockerHub:
 
             self.session = requests.Session()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    @property
+    def _tags_path(self) -> str:
+        return f"/v2/namespaces/{quote(self.namespace, safe='')}/repositories/{quote(self.repository, safe='')}/tags"
+
+    def _send(self, method: str, path: str, *, follow_redirects: bool = True, **kwargs: Any) -> Any:
         import time
 
         import requests
@@ -349,30 +372,66 @@ class DockerHub:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         url = path if path.startswith(("http://", "https://")) else self.api_url.rstrip("/") + path
-        if urlsplit(url).netloc != urlsplit(self.api_url).netloc:
-            raise HubError("Docker Hub pagination link leads to another host")
+        if not registry.same_origin(url, self.api_url):
+            raise HubError("Docker Hub pagination link leads to another scheme or host; not followed")
         attempt = 0
         while True:
             attempt += 1
-            self.requests += 1
             try:
-                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                response = self._follow(method, url, headers, follow_redirects, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt > self.retries:
                     raise HubError(f"{method} {urlsplit(url).path}: {type(exc).__name__}") from None
                 (self.sleep or time.sleep)(min(2.0**attempt, 30.0))
                 continue
             if response.status_code in (429, 500, 502, 503, 504) and attempt <= self.retries:
-                wait = response.headers.get("retry-after", "")
-                (self.sleep or time.sleep)(float(wait) if wait.isdigit() else min(2.0**attempt, 30.0))
+                (self.sleep or time.sleep)(_retry_delay(response.headers.get("retry-after", ""), attempt))
                 continue
             return response
 
+    def _follow(self, method: str, url: str, headers: Mapping[str, str], follow: bool, **kwargs: Any) -> Any:
+        """Redirects by hand: only a GET, only to the same origin; a login is never re-posted anywhere."""
+        for _ in range(HUB_MAX_REDIRECTS + 1):
+            self.requests += 1
+            response = self.session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+                auth=registry.NO_NETRC,
+                **kwargs,
+            )
+            location = response.headers.get("location")
+            if response.status_code not in registry.REDIRECT_STATUSES or not location:
+                return response
+            response.close()
+            target = urljoin(url, location)
+            if not follow or method != "GET" or not registry.same_origin(target, self.api_url):
+                raise HubError(
+                    f"{method} {urlsplit(url).path} answered a redirect (HTTP {response.status_code}); not followed",
+                    response.status_code,
+                )
+            url = target
+        raise HubError(f"{method} {urlsplit(url).path}: more than {HUB_MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _json(response: Any, what: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise HubError(f"{what}: the answer is not a JSON object", response.status_code)
+        return body
+
     def login(self, username: str, password: str) -> None:
-        response = self._send("POST", "/v2/users/login", json={"username": username, "password": password})
+        response = self._send(
+            "POST", "/v2/users/login", follow_redirects=False, json={"username": username, "password": password}
+        )
         if response.status_code != 200:
             raise HubError(f"Docker Hub login failed (HTTP {response.status_code})", response.status_code)
-        token = response.json().get("token")
+        token = self._json(response, "Docker Hub login").get("token")
         if not isinstance(token, str) or not token:
             raise HubError("Docker Hub login answered without a token")
         gha.set_secret(token)
@@ -381,10 +440,7 @@ class DockerHub:
     def list_versions(self) -> list[PackageVersion]:
         """Tags grouped by digest: one version per digest, created = the newest push of any of its tags
         (Hub keeps no creation time per digest; a re-pushed tag counts as new, which only ever keeps more)."""
-        path: str | None = (
-            f"/v2/namespaces/{quote(self.namespace, safe='')}/repositories/{quote(self.repository, safe='')}"
-            "/tags?page_size=100"
-        )
+        path: str | None = f"{self._tags_path}?page_size=100"
         pushed: dict[str, datetime] = {}
         ids: dict[str, int] = {}
         tags: dict[str, list[str]] = {}
@@ -396,31 +452,40 @@ class DockerHub:
             response = self._send("GET", path)
             if response.status_code != 200:
                 raise HubError(f"listing Docker Hub tags failed (HTTP {response.status_code})", response.status_code)
-            body = response.json()
-            for item in body.get("results") or []:
-                name, digest = item.get("name"), item.get("digest")
-                if not isinstance(name, str) or not isinstance(digest, str) or not oci.is_digest(digest):
+            body = self._json(response, "listing Docker Hub tags")
+            results = body.get("results") or []
+            for item in results if isinstance(results, list) else []:
+                listed = _hub_tag(item)
+                if listed is None:
                     continue  # a tag without a digest (still being pushed) is left alone
-                when = _hub_time(item.get("tag_last_pushed")) or _hub_time(item.get("last_updated"))
-                if when is None:
-                    continue
-                tags.setdefault(digest, []).append(name)
-                pushed[digest] = max(pushed.get(digest, when), when)
-                ids.setdefault(digest, int(item.get("id") or 0))
-            path = body.get("next") or None
+                self.listed[listed.name] = listed
+                tags.setdefault(listed.digest, []).append(listed.name)
+                pushed[listed.digest] = max(pushed.get(listed.digest, listed.pushed), listed.pushed)
+                tag_id = item.get("id")
+                ids.setdefault(listed.digest, tag_id if type(tag_id) is int and 0 < tag_id < 2**63 else 0)
+            next_link = body.get("next")
+            path = next_link if isinstance(next_link, str) and next_link else None
         self.tags_by_digest = {digest: sorted(names) for digest, names in tags.items()}
         return [
             PackageVersion(ids[digest] or -index, digest, tuple(self.tags_by_digest[digest]), pushed[digest])
             for index, digest in enumerate(sorted(tags), start=1)
         ]
 
+    def read_tag(self, tag: str) -> HubTag | None:
+        """The tag as it is now (None: it no longer exists)."""
+        response = self._send("GET", f"{self._tags_path}/{quote(tag, safe='')}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HubError(f"reading Docker Hub tag failed (HTTP {response.status_code})", response.status_code)
+        current = _hub_tag(self._json(response, "reading a Docker Hub tag"))
+        if current is None or current.name != tag:
+            raise HubError("reading a Docker Hub tag: the answer names no digest for it")
+        return current
+
     def delete_tag(self, tag: str) -> DeleteResult:
-        path = (
-            f"/v2/namespaces/{quote(self.namespace, safe='')}/repositories/{quote(self.repository, safe='')}"
-            f"/tags/{quote(tag, safe='')}"
-        )
         try:
-            response = self._send("DELETE", path)
+            response = self._send("DELETE", f"{self._tags_path}/{quote(tag, safe='')}")
         except HubError as exc:
             return DeleteResult("error", str(exc))
         if response.status_code in (200, 202, 204):
@@ -432,6 +497,40 @@ class DockerHub:
         if response.status_code == 429:
             return DeleteResult("rate-limited", "Docker Hub rate limit", 429)
         return DeleteResult("error", f"HTTP {response.status_code}", response.status_code)
+
+    def delete_tag_if_unchanged(self, tag: str, digest: str) -> DeleteResult:
+        """Read the tag, then delete it only if it still points at `digest` and was not pushed again since
+        the listing: Hub deletes by name, so a tag re-pushed meanwhile would take the new image with it.
+        (Hub offers no conditional delete: the read comes immediately before the DELETE.)"""
+        try:
+            current = self.read_tag(tag)
+        except HubError as exc:
+            return DeleteResult("error", f"could not check {shown(tag)} before deleting it: {exc}")
+        if current is None:
+            return DeleteResult("gone", "tag already deleted", 404)
+        before = self.listed.get(tag)
+        if current.digest != digest:
+            return DeleteResult("changed", f"{shown(tag)} now points at {current.digest[:19]} (pushed during the run)")
+        if before is not None and current.pushed > before.pushed:
+            return DeleteResult("changed", f"{shown(tag)} was pushed again during the run")
+        return self.delete_tag(tag)
+
+
+def _retry_delay(header: str, attempt: int) -> float:
+    """`retry-after` seconds, capped (a server must not park the run for a day); else exponential."""
+    if header.isascii() and header.isdigit():
+        return min(float(int(header)), HUB_MAX_RETRY_AFTER)
+    return min(2.0**attempt, 30.0)
+
+
+def _hub_tag(item: Any) -> HubTag | None:
+    if not isinstance(item, dict):
+        return None
+    name, digest = item.get("name"), item.get("digest")
+    if not isinstance(name, str) or not isinstance(digest, str) or not oci.is_digest(digest):
+        return None
+    when = _hub_time(item.get("tag_last_pushed")) or _hub_time(item.get("last_updated"))
+    return HubTag(name, digest, when) if when is not None else None
 
 
 def _hub_time(value: Any) -> datetime | None:

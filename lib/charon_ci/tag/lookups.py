@@ -27,6 +27,9 @@ __all__ = ["choose_pull_request", "find_pull_request", "run_created_at"]
 
 # Open pull requests scanned by head sha when the branch filter found none (100 a page).
 MAX_OPEN_PULL_PAGES = 10
+# The bound tag.events puts on the payload's numbers (JSON's largest exact integer): a number the API
+# answers is held to the same, so `pr-{N}-{sha7}` is the same tag whichever way N was found.
+MAX_PULL_NUMBER = 2**53
 
 
 def choose_pull_request(pulls: Iterable[Mapping[str, Any]], head_sha: str, head_owner: str | None = None) -> int | None:
@@ -82,6 +85,14 @@ def find_pull_request(client: GithubClient, lookup: PullLookup) -> int:
             f"No pull request of {lookup.base_repository} from {lookup.head_owner} has commit "
             f"{lookup.head_sha[:7]} as its head (workflow_run.pull_requests was empty, as GitHub leaves it for "
             "forks). The PR may have been updated since: this run's image is stale. Refusing to guess.",
+        )
+    if number > MAX_PULL_NUMBER:
+        digits = str(number)
+        shown = digits if len(digits) <= 20 else f"{digits[:20]}... ({len(digits)} digits)"
+        raise gha.ActionFailure(
+            "Pull request lookup failed",
+            f"GitHub answered {shown} as the number of the pull request whose head is {lookup.head_sha[:7]}: "
+            f"not a pull request number (1 to {MAX_PULL_NUMBER}). Refusing to tag with it.",
         )
     return number
 
