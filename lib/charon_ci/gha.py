@@ -15,9 +15,9 @@ import sys
 
 TYPE_CHECKING = False  # `typing` itself costs about 2 ms to import; type checkers read this as True
 if TYPE_CHECKING:  # typing-only imports: a command's start-up must not pay for collections, typing.io...
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
-    from typing import TextIO
+    from typing import Any, TextIO
 
 __all__ = [
     "ActionFailure",
@@ -36,6 +36,7 @@ __all__ = [
     "new_delimiter",
     "notice",
     "run_action",
+    "run_command",
     "set_secret",
     "warning",
 ]
@@ -312,3 +313,60 @@ def run_action(main: Callable[[], int | None], env: Mapping[str, str] | None = N
         error(f"{type(unexpected).__name__}: {unexpected}", title="charon-ci internal error")
         return 1
     return 0 if code is None else code
+
+
+class _StdoutOutlivingItsReader:
+    """stdout for `charon-ci ... | head`: once the reader has gone, the rest of the log goes nowhere and the
+    run goes on to finish its work (deletions under way, files, outputs) instead of dying with a BrokenPipe
+    traceback half-way."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # The stream's buffer still holds what could not be written; pointing its descriptor at /dev/null
+        # lets that (and every later flush, the interpreter's last one included) succeed quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def run_command(
+    name: str, help_text: str, argv: Sequence[str], main: Callable[[Mapping[str, str]], int | None]
+) -> int:
+    """`charon-ci NAME`: every command takes its inputs from INPUT_*/GITHUB_* variables, never arguments.
+
+    `-h`/`--help` prints the help (exit 0); any other argument is a usage error (exit 2). The run itself goes
+    through `run_action` with a stdout that survives its reader going away (`charon-ci NAME | head`).
+    """
+    if any(arg in {"-h", "--help"} for arg in argv):
+        sys.stdout.write(help_text)
+        return 0
+    if argv:
+        sys.stderr.write(f"charon-ci {name} takes no arguments: it reads INPUT_* and GITHUB_* variables\n{help_text}")
+        return 2
+    env = dict(os.environ)
+    stdout = sys.stdout
+    sys.stdout = _StdoutOutlivingItsReader(stdout)
+    try:
+        return run_action(lambda: main(env), env)
+    finally:
+        sys.stdout = stdout

@@ -26,7 +26,8 @@ from charon_ci.durations import ACCEPTED as DURATION_ACCEPTED
 from charon_ci.durations import parse_duration
 from charon_ci.metrics.roles import DEFAULT_BUILD_JOB_PATTERN, DEFAULT_PRUNE_STEP_PATTERN, DEFAULT_PULL_STEP_PATTERN
 from charon_ci.metrics.settings import MetricsSettings, PreviousSource, Thresholds
-from charon_ci.prune.policy import DEFAULT_PROTECT, DEFAULT_RETENTION, Policy, parse_protect, parse_retention
+from charon_ci.prune.patterns import parse_protect
+from charon_ci.prune.policy import DEFAULT_PROTECT, DEFAULT_RETENTION, Policy, parse_retention
 
 HELP = """usage: charon-ci metrics
 
@@ -509,11 +510,5 @@ def write_outputs(values: Mapping[str, str], env: Mapping[str, str]) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    if any(arg in {"-h", "--help"} for arg in argv):
-        sys.stdout.write(HELP)
-        return 0
-    if argv:
-        sys.stderr.write(f"charon-ci metrics: takes no arguments (inputs come from INPUT_* variables)\n{HELP}")
-        return 2
-    env = dict(os.environ)
-    return gha.run_action(lambda: main(env), env)
+    return gha.run_command("metrics", HELP, argv, main)
+

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from charon_ci import gha
 from charon_ci.prune.model import InUse
@@ -257,51 +257,5 @@ def main(env: Mapping[str, str]) -> int:
     return run_online(settings, env, report)
 
 
-class _StdoutOutlivingItsReader:
-    """stdout for `charon-ci prune | head`: once the reader has gone, the rest of the log goes nowhere and
-    the run goes on to finish its work (deletions under way, plan file, outputs) instead of dying with a
-    BrokenPipe traceback half-way."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except BrokenPipeError:
-            self._to_devnull()
-            return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._to_devnull()
-
-    def _to_devnull(self) -> None:
-        # The stream's buffer still holds what could not be written; pointing its descriptor at /dev/null
-        # lets that (and every later flush, the interpreter's last one included) succeed quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, self._stream.fileno())
-        finally:
-            os.close(devnull)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
 def run(argv: Sequence[str]) -> int:
-    if any(arg in {"-h", "--help"} for arg in argv):
-        sys.stdout.write(HELP)
-        return 0
-    if argv:
-        sys.stderr.write(f"charon-ci prune: takes no arguments (inputs come from INPUT_* variables)\n{HELP}")
-        return 2
-    env = dict(os.environ)
-    stdout = sys.stdout
-    sys.stdout = _StdoutOutlivingItsReader(stdout)
-    try:
-        return gha.run_action(lambda: main(env), env)
-    finally:
-        sys.stdout = stdout
+    return gha.run_command("prune", HELP, argv, main)

@@ -211,10 +211,5 @@ def _summary(env: Mapping[str, str], line: str) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
-    if argv:
-        if list(argv) in (["-h"], ["--help"]):
-            sys.stdout.write(HELP)
-            return 0
-        sys.stderr.write("charon-ci pull-image takes no arguments: it reads INPUT_* and GITHUB_* variables\n" + HELP)
-        return 2
-    return gha.run_action(lambda: main(os.environ))
+    return gha.run_command("pull-image", HELP, argv, main)
+

@@ -7,7 +7,6 @@ only for what a payload leaves out (a fork's PR number, a nightly run's date), l
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
@@ -234,13 +233,7 @@ def main(env: Mapping[str, str]) -> int:
 
 
 def run(argv: Sequence[str]) -> int:
-    if argv:
-        if list(argv) in (["-h"], ["--help"]):
-            sys.stdout.write(HELP)
-            return 0
-        sys.stderr.write("charon-ci tag takes no arguments: it reads INPUT_* and GITHUB_* variables\n" + HELP)
-        return 2
-    return gha.run_action(lambda: main(os.environ))
+    return gha.run_command("tag", HELP, argv, main)
 
 
 def _source_url(env: Mapping[str, str], repository: str) -> str:
