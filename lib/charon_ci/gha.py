@@ -39,6 +39,8 @@ __all__ = [
     "run_command",
     "set_secret",
     "warning",
+    "workspace_relative",
+    "write_outputs",
 ]
 
 # YAML 1.2 core schema booleans, as @actions/core getBooleanInput accepts them.
@@ -293,6 +295,29 @@ class Outputs:
             handle.write(text)
         self._values.clear()
         return None
+
+
+def write_outputs(values: Mapping[str, str], env: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """Write every output in one go; returns them instead when there is no `GITHUB_OUTPUT` (local use).
+
+    A `GITHUB_OUTPUT` that cannot be written is an ActionFailure (one `::error`), never a traceback."""
+    outputs = Outputs(env)
+    for name, value in values.items():
+        outputs.set(name, value)
+    try:
+        return outputs.flush()
+    except OSError as exc:
+        raise ActionFailure("Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {exc.strerror}.") from None
+
+
+def workspace_relative(target: str, env: Mapping[str, str] | None = None) -> str:
+    """`target` relative to `GITHUB_WORKSPACE` when inside it (what a later upload step names), else as given."""
+    workspace = _env(env).get("GITHUB_WORKSPACE", "")
+    if workspace:
+        resolved, root = os.path.realpath(target), os.path.realpath(workspace)
+        if resolved == root or resolved.startswith(root + os.sep):
+            return os.path.relpath(resolved, root)
+    return target
 
 
 def run_action(main: Callable[[], int | None], env: Mapping[str, str] | None = None) -> int:

@@ -272,13 +272,7 @@ def write_atomically(path: Path, text: str, what: str) -> Path:
 
 def shown_path(target: Path, env: Mapping[str, str]) -> str:
     """Relative to the workspace when inside it (what a later upload step names), else absolute."""
-    workspace = env.get("GITHUB_WORKSPACE", "")
-    if workspace:
-        try:
-            return str(target.resolve().relative_to(Path(workspace).resolve()))
-        except ValueError:
-            pass
-    return str(target)
+    return gha.workspace_relative(str(target), env)
 
 
 def report_name(until: float) -> str:
@@ -498,13 +492,7 @@ def settings_json(settings: MetricsSettings) -> dict[str, Any]:
 
 
 def write_outputs(values: Mapping[str, str], env: Mapping[str, str]) -> None:
-    outputs = gha.Outputs(env)
-    for name, value in values.items():
-        outputs.set(name, value)
-    try:
-        printed = outputs.flush()
-    except OSError as exc:
-        raise gha.ActionFailure("Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {exc.strerror}.") from None
+    printed = gha.write_outputs(values, env)
     if printed is not None:
         sys.stdout.write(json.dumps(printed, indent=2) + "\n")
 

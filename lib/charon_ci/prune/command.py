@@ -166,13 +166,7 @@ def write_plan_file(path: Path, write: Callable[[TextIO], None], env: Mapping[st
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise gha.ActionFailure("Cannot write the plan file", f"plan-file cannot be written: {exc.strerror}.") from None
-    workspace = env.get("GITHUB_WORKSPACE", "")
-    if workspace:
-        try:
-            return str(target.resolve().relative_to(Path(workspace).resolve()))
-        except ValueError:
-            pass
-    return str(target)
+    return gha.workspace_relative(str(target), env)
 
 
 def report(
@@ -203,20 +197,20 @@ def report(
         summary_markdown(result, outcome, package=package, registry=settings.registry, dry_run=settings.dry_run),
         env,
     )
-    outputs = gha.Outputs(env)
-    outputs.set("plan-path", plan_path)
-    outputs.set("planned-count", str(len(result.delete)))
-    outputs.set("deleted-count", str(len(outcome.deleted)))
-    outputs.set("kept-count", str(len(result.keep)))
-    outputs.set("failed-count", str(len(outcome.failed)))
-    outputs.set("remaining-count", str(len(outcome.remaining)))
     # Empty when a real run did not measure (measure-bytes false, Docker Hub): unknown is not zero.
     freed = "0" if settings.dry_run else "" if outcome.bytes_freed is None else str(outcome.bytes_freed)
-    outputs.set("bytes-freed", freed)
-    try:
-        printed = outputs.flush()
-    except OSError as exc:
-        raise gha.ActionFailure("Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {exc.strerror}.") from None
+    printed = gha.write_outputs(
+        {
+            "plan-path": plan_path,
+            "planned-count": str(len(result.delete)),
+            "deleted-count": str(len(outcome.deleted)),
+            "kept-count": str(len(result.keep)),
+            "failed-count": str(len(outcome.failed)),
+            "remaining-count": str(len(outcome.remaining)),
+            "bytes-freed": freed,
+        },
+        env,
+    )
     if printed is not None:
         sys.stdout.write(json.dumps(printed, indent=2) + "\n")
     verb = "would delete" if settings.dry_run else "deleted"

@@ -185,15 +185,7 @@ def _write_outputs(env: Mapping[str, str], values: Mapping[str, str]) -> int:
 
         sys.stdout.write(json.dumps(dict(values), indent=2, ensure_ascii=True) + "\n")
         return 0
-    outputs = gha.Outputs(env)
-    for name in OUTPUT_NAMES:
-        outputs.set(name, values[name])
-    try:
-        outputs.flush()
-    except OSError as failure:
-        raise gha.ActionFailure(
-            "Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {failure.strerror}."
-        ) from None
+    gha.write_outputs({name: values[name] for name in OUTPUT_NAMES}, env)
     return 0
 
 

@@ -220,15 +220,7 @@ def main(env: Mapping[str, str]) -> int:
     if not env.get("GITHUB_OUTPUT", "").strip():
         sys.stdout.write(result.to_json(indent=2) + "\n")
         return 0
-    outputs = gha.Outputs(env)
-    for name, value in result.outputs().items():
-        outputs.set(name, value)
-    try:
-        outputs.flush()
-    except OSError as failure:
-        raise gha.ActionFailure(
-            "Cannot write outputs", f"GITHUB_OUTPUT cannot be written: {failure.strerror}."
-        ) from None
+    gha.write_outputs(result.outputs(), env)
     return 0
 
 
