@@ -44,6 +44,9 @@ completes (re-runs and cancellations included), created 6-23 s after that attemp
 is skipped when that build attempt did not succeed (all jobs skipped -> run conclusion `skipped`).
 `GenRun.trigger` is then the build `GenRun` and `GenRun.trigger_attempt` its attempt number.
 
+`build_share` (default None: the mix above, about 13-14% docker-build runs) adds pushes to `hotfix/*` branches,
+which start docker-build and quality-checks only, until docker-build runs are about that share of the runs.
+
 Build jobs (for a `build-job-pattern`): exactly the jobs named `build-and-push`, `build`, `build-image` and
 `build-nightly`; no other job name contains "build". `History.build_job_names` lists them.
 
