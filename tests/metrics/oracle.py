@@ -236,7 +236,11 @@ def expect(
         ci_time=ci_time,
         ci_in_progress=in_progress,
         earlier_attempts_read=sum(
-            len(run.attempts) - 1 for run in window if (run.run_id or 0) in read and run.status == "completed"
+            # A build run's earlier attempts are each read; another run's only from attempt 2 to the one before
+            # its latest (attempt 1 carries nothing in; the latest's start comes with the run).
+            max(0, len(run.attempts) - (1 if run.workflow.file in build_files else 2))
+            for run in window
+            if (run.run_id or 0) in read and run.status == "completed"
         ),
         daily_builds=dict(daily_builds),
         daily_failed=daily_failed,

@@ -202,3 +202,49 @@ def test_a_week_of_3000_runs_matches_the_oracle_within_the_request_bound_and_a_s
     assert set(fetched) == want2.read_runs - want.read_runs, "only runs new since the first report are fetched"
     assert len(fetched) == len(set(fetched))
     assert doc2["requests"]["runs_reused"] == len(want2.read_runs & want.read_runs) > 0
+
+
+@pytest.fixture(scope="module")
+def issue9_week() -> History:
+    # Issue 9's case: 3,096 runs over eight days at a docker-build share of 1/6 put 3,000 runs in days 1-7,
+    # 502 of them docker-build runs (bench/metrics prints the same case).
+    return generate_history(runs=3096, days=8, build_share=1 / 6)
+
+
+def test_issue9_case_3000_runs_500_builds_fits_600_requests_with_a_pull_sample_of_10_and_150_the_next_day(
+    action_runner: ActionRunner, issue9_week: History, tmp_path: Path
+) -> None:
+    day7 = issue9_week.end - timedelta(days=1)
+    since = day7 - timedelta(days=7)
+    until = day7 - timedelta(seconds=1)
+    for fake in serve_fake_github(clock=Clock(start=issue9_week.end.timestamp(), frozen=True)):
+        load_history(fake, issue9_week)  # assigns the run ids the oracle names
+        want = expect(issue9_week, since=since, until=until, build_files={BUILD}, pull_sample=10)
+        assert len(want.runs_in_window) == 3000
+        assert sum(1 for run in want.runs_in_window if run.workflow.file == BUILD) >= 500
+        first_token = token(fake)
+        first = run_action(
+            action_runner, fake, first_token, since=since.isoformat(), until=until.isoformat(),
+            **{"pull-sample": "10", "report-dir": str(tmp_path / "1")},
+        )  # fmt: skip
+        doc = report(first)
+        check_against_oracle(doc, first.outputs, want, issue9_week)  # every build run read, nothing cut
+        made = requests_of(fake, first_token)
+        assert len(requests_of(fake, first_token, ATTEMPT)) == want.earlier_attempts_read
+        assert len(made) == len(requests_of(fake, first_token, LIST_RUNS)) + len(want.read_runs) + (
+            want.earlier_attempts_read + 1
+        )
+        assert int(first.outputs["requests-used"]) == len(made) <= 600
+
+        second_token = token(fake)
+        end = issue9_week.end - timedelta(seconds=1)
+        second = run_action(
+            action_runner, fake, second_token, since=(since + timedelta(days=1)).isoformat(), until=end.isoformat(),
+            state=first.outputs["report-path"], **{"pull-sample": "10", "report-dir": str(tmp_path / "2")},
+        )  # fmt: skip
+        want2 = expect(
+            issue9_week, since=since + timedelta(days=1), until=end, build_files={BUILD}, pull_sample=10,
+            known=want.read_runs, probed_in=(since, until),
+        )  # fmt: skip
+        check_against_oracle(report(second), second.outputs, want2, issue9_week)
+        assert int(second.outputs["requests-used"]) == len(requests_of(fake, second_token)) <= 150

@@ -44,6 +44,9 @@ completes (re-runs and cancellations included), created 6-23 s after that attemp
 is skipped when that build attempt did not succeed (all jobs skipped -> run conclusion `skipped`).
 `GenRun.trigger` is then the build `GenRun` and `GenRun.trigger_attempt` its attempt number.
 
+`build_share` (default None: the mix above, about 13-14% docker-build runs) adds pushes to `hotfix/*` branches,
+which start docker-build and quality-checks only, until docker-build runs are about that share of the runs.
+
 Build jobs (for a `build-job-pattern`): exactly the jobs named `build-and-push`, `build`, `build-image` and
 `build-nightly`; no other job name contains "build". `History.build_job_names` lists them.
 
@@ -495,7 +498,7 @@ class _Source:
 
 class _Generator:
     def __init__(self, *, runs: int, seed: int, start: int, end: int, migrated_at: int, busy_days: tuple[int, ...],
-                 busy_share: float, repo: str) -> None:
+                 busy_share: float, repo: str, build_share: float | None = None) -> None:
         self.rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
         self.sim = _Sim(self.rng, end)
         self.target, self.start, self.end, self.migrated_at, self.repo = runs, start, end, migrated_at, repo
@@ -504,6 +507,7 @@ class _Generator:
         quiet = days - len(busy)
         self.day_weights = [(busy_share / len(busy) if d in busy else (1 - busy_share) / quiet) if busy and quiet
                             else 1 / days for d in range(days)]
+        self.build_share = build_share
         self.runs: list[GenRun] = []
         self.day_counts = [0] * days
         self.pulls: list[GenPull] = []
@@ -653,6 +657,9 @@ class _Generator:
             source = _Source("schedule", "main", self.main_sha(at), "wikid82", NIGHTLY.name)
             self.play(NIGHTLY, "nightly", source, created=at + rng.randint(120, 1200))
 
+    def _build_runs(self) -> int:
+        return sum(1 for run in self.runs if run.workflow is DOCKER_BUILD)
+
     def main_sha(self, at: int) -> str:
         index = bisect.bisect_right(self.main_pushes, (at, "g"))
         return self.main_pushes[index - 1][1] if index else "0" * 39 + "1"
@@ -668,6 +675,11 @@ class _Generator:
             self.pull_request(at=self.end - rng.randint(60, 1800))
         self.push("main", self.end - rng.randint(300, 1500))
         while len(self.runs) < self.target:
+            if self.build_share is not None and self._build_runs() < self.build_share * (len(self.runs) + 2):
+                # A push to a hotfix/* branch starts docker-build and quality-checks only (no integrations,
+                # no e2e): the cheapest way to raise the share of build runs. Off by default (same histories).
+                self.push(f"hotfix/{rng.choice(['tls', 'dns', 'ui', 'auth'])}-{rng.randrange(100)}", self.moment())
+                continue
             roll = rng.random()
             if roll < 0.7:
                 self.pull_request()
@@ -690,13 +702,17 @@ class _Generator:
 
 def generate_history(*, runs: int = 3000, seed: int = 0, days: int = 7, end: datetime = DEFAULT_END,
                      migrated_at: datetime | None = None, busy_days: tuple[int, ...] = (2, 3),
-                     busy_share: float = 0.8, repo: str = REPO) -> History:
-    """A week (`days`) of history ending at `end` with exactly `runs` runs. See the module docstring."""
+                     busy_share: float = 0.8, repo: str = REPO, build_share: float | None = None) -> History:
+    """A week (`days`) of history ending at `end` with exactly `runs` runs. See the module docstring.
+
+    `build_share` (None: the natural mix, about 13-14% docker-build runs) raises the share of docker-build runs
+    to about that fraction of all runs by adding pushes to `hotfix/*` branches (docker-build + quality-checks).
+    """
     stop = int(end.timestamp())
     begin = stop - days * 86400
     migrated = migrated_at or _at(begin + days * 86400 // 2)
     generator = _Generator(runs=runs, seed=seed, start=begin, end=stop, migrated_at=int(migrated.timestamp()),
-                           busy_days=busy_days, busy_share=busy_share, repo=repo)
+                           busy_days=busy_days, busy_share=busy_share, repo=repo, build_share=build_share)
     generated, pulls = generator.generate()
     return History(repo, seed, _at(begin), _at(stop), migrated, list(WORKFLOWS), generated, pulls)
 

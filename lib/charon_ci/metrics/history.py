@@ -7,7 +7,8 @@ The API budget is the point of this module. The job token has 1,000 requests an 
   query's worth of runs was created is the only thing that can still be cut, and is reported;
 - jobs are read only for the runs a measure needs (build, build-job, prune and sampled pull workflows),
   with `filter=all` (every attempt in one list, whatever `filter=latest` means this year), plus one
-  `GET .../attempts/{n}` per earlier attempt for its start and conclusion: one request per attempt;
+  `GET .../attempts/{n}` per earlier attempt whose start or conclusion a measure uses: every earlier attempt
+  of a build run, only the middle ones (2 .. latest-1) of any other run (see `earlier_attempts_needed`);
 - a run an earlier metrics JSON already measured, unchanged since (same attempt, completed), costs nothing;
 - the `/timing` endpoints are never called (GitHub is closing them down);
 - reading stops at `max-requests` (and before the client's rate-limit margin); what was left is reported.
@@ -212,6 +213,14 @@ def probe_runs(newest_first: Iterable[Run]) -> dict[int, Run]:
     return {workflow_id: succeeded.get(workflow_id, run) for workflow_id, run in completed.items()}
 
 
+def earlier_attempts_needed(run: Run, build: frozenset[int]) -> range:
+    """The earlier attempts of `run` worth one `GET .../attempts/{n}` each. A build run's every attempt is timed
+    and counted (its start and conclusion). Any other run's attempts only matter through the jobs they ran,
+    which the jobs list (filter=all) gives; an attempt's own start is needed only to tell the jobs carried into
+    it from the ones it ran, which attempt 1 never has and the latest attempt's start comes with the run."""
+    return range(1 if run.workflow_id in build else 2, run.run_attempt)
+
+
 @dataclass
 class Collected:
     history: History
@@ -268,7 +277,7 @@ def collect(
                 result.reused += 1
                 return True
             known = {n: a for n, a in record.attempts.items() if n < record.run_attempt or record.status == "completed"}
-        missing = [n for n in range(1, run.run_attempt) if n not in known]
+        missing = [n for n in earlier_attempts_needed(run, build) if n not in known]
         if not fetcher.can_afford(1 + len(missing)):
             history.unread[run.id] = fetcher.unavailable
             return False
