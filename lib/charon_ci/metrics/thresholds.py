@@ -94,32 +94,37 @@ def judge(metrics: Metrics, limits: Thresholds, deltas: list[Delta] | None) -> l
     if deltas is not None:
         by_key = {delta.key: delta for delta in deltas}
         mean = by_key["build_time_mean"]
-        increase = mean.relative if not mean.too_small else None
         verdicts.append(
-            Verdict(
-                "build-time-increase",
-                "Build time regression against the baseline",
-                limits.max_build_time_increase,
-                increase,
-                min(mean.n_before, mean.n_after),
-                increase is not None and increase > limits.max_build_time_increase,
-                _regression_text(mean, increase, f"+{_percent(limits.max_build_time_increase)}", relative=True),
+            _regression(
+                "build-time-increase", "Build time regression against the baseline", mean,
+                None if mean.too_small else mean.relative, limits.max_build_time_increase,
+                f"+{_percent(limits.max_build_time_increase)}", relative=True,
             )
-        )
+        )  # fmt: skip
         rate = by_key["failure_rate"]
-        points = rate.change if not rate.too_small else None
         verdicts.append(
-            Verdict(
-                "failure-rate-increase",
-                "Failure rate regression against the baseline",
-                limits.max_failure_rate_increase,
-                points,
-                min(rate.n_before, rate.n_after),
-                points is not None and points > limits.max_failure_rate_increase,
-                _regression_text(rate, points, f"+{limits.max_failure_rate_increase * 100:.1f} points", relative=False),
+            _regression(
+                "failure-rate-increase", "Failure rate regression against the baseline", rate,
+                None if rate.too_small else rate.change, limits.max_failure_rate_increase,
+                f"+{limits.max_failure_rate_increase * 100:.1f} points", relative=False,
             )
-        )
+        )  # fmt: skip
     return verdicts
+
+
+def _regression(
+    key: str, title: str, delta: Delta, value: float | None, limit: float, shown_limit: str, *, relative: bool
+) -> Verdict:
+    """A before/after verdict: crossed when the change is measured on big enough samples and above `limit`."""
+    return Verdict(
+        key,
+        title,
+        limit,
+        value,
+        min(delta.n_before, delta.n_after),
+        value is not None and value > limit,
+        _regression_text(delta, value, shown_limit, relative=relative),
+    )
 
 
 def _regression_text(delta: Delta, value: float | None, limit: str, *, relative: bool) -> str:
