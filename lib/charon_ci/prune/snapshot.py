@@ -18,7 +18,7 @@ from charon_ci import gha
 from charon_ci.prune.model import PackageVersion, collect_versions
 
 SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # a chunk's items are decoded at once: 256 KiB of JSON is about 1 MiB of objects
 _MAX_ITEM_CHARS = 16 << 20  # one version is under a kilobyte; past this a decode error is the file's fault
 _ACCEPTED = "a JSON file holding the list GET /orgs/OWNER/packages/container/NAME/versions returns"
 
