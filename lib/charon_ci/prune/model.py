@@ -51,24 +51,11 @@ class PackageVersion(NamedTuple):
     digest: str
     tags: tuple[str, ...]
     created_at: datetime
-    # `created_at` as the plan file writes it (`2026-02-04T03:00:00Z`), when the source wrote it so: kept
-    # rather than formatted again for every version (formatting cost more than a third of a plan line).
-    created_text: str = ""
 
 
 _SEQUENCES = (list, tuple)
 
 
-def _is_plan_time_text(stamp: str) -> bool:
-    """True when `stamp`, which datetime.fromisoformat accepted, is `YYYY-MM-DDTHH:MM:SSZ` as GitHub writes
-    it (so every other character is a digit): the plan file's form. A regular expression cost more here."""
-    return (
-        len(stamp) == 20
-        and stamp[19] == "Z"
-        and stamp[10] == "T"
-        and stamp[4] == stamp[7] == "-"
-        and stamp[13] == stamp[16] == ":"
-    )
 _NOTHING: dict[str, Any] = {}  # read-only default for absent fields
 
 
@@ -87,7 +74,7 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
     digests: set[str] = set()
     # Versions listed one after another often share their push's second: parse that time once.
     last_stamp: object = None
-    created, created_text = datetime.min, ""
+    created = datetime.min
     for position, item in enumerate(items):
         try:
             version_id, digest, stamp = item["id"], item["name"], item["created_at"]
@@ -96,7 +83,6 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
                 created = datetime.fromisoformat(stamp)
                 if created.tzinfo is None:
                     created = created.replace(tzinfo=UTC)
-                created_text = stamp if _is_plan_time_text(stamp) else ""
                 last_stamp = stamp
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ValueError(f"{source}: item {position} is not a container package version") from None
@@ -117,7 +103,7 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
             continue
         if earlier is not None or digest in digests:
             raise ValueError(f"{source}: item {position} repeats the id or digest of another version")
-        by_id[version_id] = PackageVersion(version_id, digest, tuple(tags), created, created_text)
+        by_id[version_id] = PackageVersion(version_id, digest, tuple(tags), created)
         digests.add(digest)
     return list(by_id.values())
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -336,8 +336,11 @@ def _plan(
 ) -> Plan:
     buffer = ACTIVE_RUN_BUFFER if in_use.active_runs else timedelta(0)
     min_age = policy.min_age + buffer
-    by_digest = {v.digest: v for v in versions}
     tagged = [v for v in versions if v.tags]  # most versions of a package are untagged children
+    named = {v.digest: v for v in tagged}  # what names a version in a reason: its tags (else its digest)
+    # The package's digests: only manifests in it count as blockers or reads (a digest that is not a version
+    # here has no children here). Only a manifest graph can name other digests: offline, spare the memory.
+    listed: Set[str] = {v.digest for v in versions} if graph is not None else named.keys()
     verdicts = judge_tags(tagged, policy, in_use, now)
 
     tag_referrers: dict[str, list[str]] = {}
@@ -389,8 +392,7 @@ def _plan(
     for referrers in tag_referrers.values():
         referrers.sort()
     marking = mark(roots, graph, tag_referrers)
-    # Only manifests in this package count: a digest that is not a version here has no children here.
-    blockers = sorted((marking.unreadable | marking.unresolved) & by_digest.keys())
+    blockers = sorted((marking.unreadable | marking.unresolved) & listed)
     if graph is not None and blockers:
         # A kept manifest we could not read might list any untagged version as a child: keep them all,
         # and whatever they reach.
@@ -401,7 +403,7 @@ def _plan(
             if version.digest not in marking.reached:
                 own_reason[version.digest] = (
                     f"{_kind(version)}; cannot prove unreferenced: manifest of kept "
-                    f"{_describe(by_digest.get(first), first)} {state}{more}"
+                    f"{_describe(named.get(first), first)} {state}{more}"
                 )
                 roots.append(version.digest)
         roots.sort()
@@ -431,7 +433,7 @@ def _plan(
             continue
         extra: list[str] = [] if own is None else [own]
         if via != digest:
-            extra.append(f"referenced by kept {_describe(by_digest.get(via), via)}")
+            extra.append(f"referenced by kept {_describe(named.get(via), via)}")
         if not tv and len(extra) == 1:
             texts = shared.get(extra[0])
             if texts is None:
@@ -461,7 +463,7 @@ def _plan(
         }
         # In phases: tagged manifests first (the indexes); then what they reach that might have children;
         # orphans last. Most untagged versions are explained by a read index and never need a read.
-        needs = tagged_unread or ((marking.unresolved & by_digest.keys()) - needs_late) or needs_late
+        needs = tagged_unread or ((marking.unresolved & listed) - needs_late) or needs_late
     notes: list[str] = []
     if not in_use.checked:
         notes.append("in-use facts not checked (offline): open PRs and active runs were not looked up")

@@ -143,14 +143,10 @@ class _DecisionLines:
 
     def __call__(self, decision: Decision, extra: str = "") -> str:
         version = decision.version
-        created = version.created_text
-        if created:
-            created = f'"{created}"'  # digits, dashes, colons, T and Z: nothing to escape
-        else:
-            moment, created = self._last
-            if moment is not version.created_at:
-                created = _json_text(_timestamp(version.created_at))
-                self._last = (version.created_at, created)
+        moment, created = self._last
+        if moment is not version.created_at:
+            created = _json_text(_timestamp(version.created_at))
+            self._last = (version.created_at, created)
         shared = self._shared
         if shared is not None and shared[0] is decision.reasons and shared[1] is decision.summary:
             reasons, summary = shared[2], shared[3]
