@@ -78,7 +78,10 @@ def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
     for position, item in enumerate(items):
         try:
             version_id, digest, stamp = item["id"], item["name"], item["created_at"]
-            tags = item.get("metadata", _NOTHING).get("container", _NOTHING).get("tags", ())
+            try:
+                tags = item["metadata"]["container"]["tags"]
+            except KeyError:  # a version without tags may leave out any level
+                tags = item.get("metadata", _NOTHING).get("container", _NOTHING).get("tags", ())
             if stamp != last_stamp or type(stamp) is not str:
                 created = datetime.fromisoformat(stamp)
                 if created.tzinfo is None:

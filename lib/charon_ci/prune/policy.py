@@ -238,10 +238,12 @@ def judge_tags(
     # keep-last: for each rule, the ids of its newest N versions (a version counts once per rule).
     newest: list[set[int]] = [set() for _ in policy.rules]
     rule_of: dict[str, int | None] = {}
+    subject_of: dict[str, str | None] = {}
     for version in versions:
         for tag in version.tags:
             # Referrer tags follow their subject: they belong to no rule, not even for keep-last.
-            rule_of[tag] = None if referrer_subject(tag) else policy.rule_for(tag)
+            subject = subject_of[tag] = referrer_subject(tag)
+            rule_of[tag] = None if subject else policy.rule_for(tag)
     if policy.keep_last:
         members: list[list[PackageVersion]] = [[] for _ in policy.rules]
         for version in versions:
@@ -267,7 +269,7 @@ def judge_tags(
             if used is not None:
                 out.append(TagVerdict(tag, True, f"in use ({used})"))
                 continue
-            subject = referrer_subject(tag)
+            subject = subject_of[tag]
             if subject is not None:
                 out.append(TagVerdict(tag, None, f"refers to {short_digest(subject)}"))
                 continue
@@ -429,7 +431,7 @@ def _plan(
             texts = shared.get(own)
             if texts is None:
                 texts = shared[own] = ((own,), _summary(tv, False, [own]))
-            kept.append(Decision(version, False, *texts))
+            kept.append(Decision(version, False, texts[0], texts[1]))
             continue
         extra: list[str] = [] if own is None else [own]
         if via != digest:
@@ -438,7 +440,7 @@ def _plan(
             texts = shared.get(extra[0])
             if texts is None:
                 texts = shared[extra[0]] = ((extra[0],), _summary(tv, False, extra))
-            kept.append(Decision(version, False, *texts))
+            kept.append(Decision(version, False, texts[0], texts[1]))
         else:
             reasons = tuple([*(str(v) for v in tv), *extra])
             kept.append(Decision(version, False, reasons, _summary(tv, False, extra)))
