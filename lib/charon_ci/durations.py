@@ -38,5 +38,6 @@ def format_duration(span: timedelta) -> str:
     sign = "-" if whole_minutes < 0 else ""
     days, rest = divmod(abs(whole_minutes), 1440)
     hours, minutes = divmod(rest, 60)
-    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+    # Spelled out rather than joined from a generator: prune writes one for each expired tag.
+    text = (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
     return sign + (text or "0m")

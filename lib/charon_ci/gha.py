@@ -163,11 +163,14 @@ def info(message: str) -> None:
     old `##[command]` form anywhere in a line; a zero-width space, invisible in the log, breaks both.
     """
     out = _stdout()
-    for part in message.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        part = part.replace("##[", "##\u200b[")
-        if part.lstrip().startswith("::"):
-            part = "\u200b" + part
-        out.write(part + "\n")
+    if "::" not in message and "##[" not in message and "\r" not in message:
+        out.write(message + "\n")  # nothing to defuse: one write for a batch of lines (prune logs 200,000)
+    else:
+        for part in message.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            part = part.replace("##[", "##\u200b[")
+            if part.lstrip().startswith("::"):
+                part = "\u200b" + part
+            out.write(part + "\n")
     out.flush()
 
 

@@ -134,16 +134,17 @@ def mark(
     unreadable: set[str] = set()
     while queue:
         digest = queue.popleft()
-        following: list[str] = list(tag_referrers.get(digest, ()))
+        following: Iterable[str] = tag_referrers.get(digest, ())
         if graph is not None:
             facts = graph.manifests.get(digest)
+            children: Iterable[str] = ()
             if facts is not None:
-                following.extend(child.digest for child in facts.children)
+                children = [child.digest for child in facts.children]
             elif digest in graph.unreadable:
                 unreadable.add(digest)
             elif not graph.is_known_leaf(digest):
                 unresolved.add(digest)
-            following.extend(graph.referrers(digest))
+            following = [*following, *children, *graph.referrers(digest)]
         for nxt in following:
             if nxt not in reached:
                 reached[nxt] = digest

@@ -173,9 +173,9 @@ def counts(plan: Plan, outcome: Outcome) -> dict[str, int]:
     }
 
 
-def _reason_class(decision: Decision) -> str:
-    """A short family name for a kept version's main reason, for the summary's tally."""
-    text = decision.summary.split("kept: ", 1)[-1]
+def _reason_class(summary: str) -> str:
+    """A short family name for a kept version's main reason (from its summary), for the summary's tally."""
+    text = summary.split("kept: ", 1)[-1]
     for marker, family in (
         ("protected", "protected tag"),
         ("in use", "in use"),
@@ -239,7 +239,10 @@ def summary_markdown(
             lines.append(f"| … | {len(plan.delete) - rows} more in the plan file | | | |")
         lines.append("")
     if plan.keep:
-        tally = Counter(_reason_class(d) for d in plan.keep)
+        # Classified once per distinct summary: most kept versions share theirs (policy._plan).
+        tally: Counter[str] = Counter()
+        for summary, count in Counter(d.summary for d in plan.keep).items():
+            tally[_reason_class(summary)] += count
         lines += ["### Kept, by main reason", "", "| reason | versions |", "|---|---:|"]
         lines += [f"| {md_cell(name)} | {count} |" for name, count in tally.most_common()]
         lines.append("")
