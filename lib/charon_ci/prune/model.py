@@ -19,8 +19,9 @@ _HEX_RE = re.compile(r"[0-9a-f]{7,40}")
 # What a tag or digest may hold and still be printed as is; anything else came from a hand-made snapshot
 # or a misbehaving server, and could forge log lines, runner commands (`::x::` at a line start, `##[x]`
 # anywhere) or Markdown in the job summary.
-# One pattern (a plain tag, or a digest `algorithm:encoded`), so a line's text is checked in one call.
-_SHOWN_AS_IS_RE = re.compile(r"[A-Za-z0-9_.-]*|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+# One pattern (a plain tag, or a digest `algorithm:encoded`), so a line's text is checked in one call;
+# possessive (`*+`), since no part can give back a character the next part would take.
+_SHOWN_AS_IS_RE = re.compile(r"[A-Za-z0-9_.-]*+|[a-z0-9]++(?:[+._-][a-z0-9]++)*+:[A-Za-z0-9=_-]++")
 
 
 def shown(text: str) -> str:

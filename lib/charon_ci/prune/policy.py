@@ -505,6 +505,8 @@ def _execution_order(
 ) -> tuple[list[PackageVersion], dict[str, str], dict[str, tuple[str, ...]]]:
     """Oldest group first; in a group a parent goes before its children and a subject before its referrers,
     so a run that stops half-way leaves orphans (which the next run removes), never a broken image."""
+    if graph is None and tag_referrers.keys().isdisjoint(deleted_set):
+        return oldest_first(deleted), {}, {}  # no manifests and no referrer tags: nothing goes with anything
     by_digest = {v.digest: v for v in deleted}
 
     def below(digest: str) -> list[str]:

@@ -29,8 +29,9 @@ def referrer_subject(tag: str) -> str | None:
 
 
 def short_digest(digest: str) -> str:
-    algorithm, _, hexpart = digest.partition(":")
-    return shown(f"{algorithm}:{hexpart[:12]}" if hexpart else digest)
+    """`algorithm:` and the first 12 characters after it (the whole text when it has no `:`), for logs."""
+    colon = digest.find(":")
+    return shown(digest if colon < 0 else digest[: colon + 13])
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,8 +271,8 @@ def log_plan(result: Plan, dry_run: bool) -> None:
     verb = "would delete" if dry_run else "to delete"
     with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
         for start in range(0, len(result.delete), LOG_BATCH):
-            gha.info("\n".join(log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]))
+            gha.info("\n".join([log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]]))
         for start in range(0, len(result.keep), LOG_BATCH):
-            gha.info("\n".join(log_line(d, "keep") for d in result.keep[start : start + LOG_BATCH]))
+            gha.info("\n".join([log_line(d, "keep") for d in result.keep[start : start + LOG_BATCH]]))
     for note in result.notes:
         gha.notice(note, title="charon-ci prune")

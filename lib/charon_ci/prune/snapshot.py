@@ -119,6 +119,12 @@ def _json_list_batches(handle: TextIO, chunk: int) -> Iterator[list[object]]:
                     raise ValueError("not JSON: the list does not end")
             first = False
             end = _bulk_end(buffer, position) if position > bulk_failed_at else -1
+            # No whole item left in the buffer (the last one is cut): read on first. Decoding the cut item
+            # would fail, and a JSONDecodeError numbers its line by counting through the whole buffer.
+            while end <= position and position > bulk_failed_at and len(buffer) - position < _MAX_ITEM_CHARS:
+                if not more():
+                    break
+                end = _bulk_end(buffer, position)
             if end > position:
                 try:
                     items = json.loads(f"[{buffer[position:end]}]")
