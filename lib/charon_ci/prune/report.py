@@ -6,9 +6,10 @@ Tags and reasons may come from a snapshot file anyone could have written, so eve
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -101,16 +102,17 @@ def write_plan_json(
         status.update((d.version.digest, "not attempted") for d in outcome.remaining)
     head = {"package": package, "registry": registry, "dry_run": dry_run, "policy": policy_json(policy)}
     out.write(json.dumps(head)[:-1] + f', "now": {json.dumps(_timestamp(plan.now))},\n"delete": [')
-    line = _DecisionLines()
-    for position, decision in enumerate(plan.delete):
+
+    def results(decision: Decision) -> str:
         digest = decision.version.digest
         extra = f', "bytes_freed": {int(sizes[digest])}' if sizes and digest in sizes else ""
         if outcome is not None:
             extra += f', "result": {_json_text(status.get(digest, "not attempted"))}'
-        out.write(("\n" if position == 0 else ",\n") + line(decision, extra))
+        return extra
+
+    _write_lines(out, _decision_lines(plan.delete, results))
     out.write('\n],\n"keep": [')
-    for start in range(0, len(plan.keep), LOG_BATCH):  # one write a batch: each write() has its own cost
-        out.write(("\n" if start == 0 else ",\n") + ",\n".join(map(line, plan.keep[start : start + LOG_BATCH])))
+    _write_lines(out, _decision_lines(plan.keep))
     tail: dict[str, Any] = {
         "blocked_by": list(plan.blocked_by),
         "safety_buffer": format_duration(plan.buffer),
@@ -132,34 +134,38 @@ def _timestamp(moment: datetime) -> str:
 _json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
-class _DecisionLines:
-    """`json.dumps(decision.as_json())` plus extra members, without building the dict: the plan file's
-    lines are most of an offline run's output."""
-
-    def __init__(self) -> None:
-        self._last: tuple[datetime | None, str] = (None, "")  # neighbours often share their push's time
-        # Decisions kept for one same reason share their reasons tuple (policy._plan): encode it once.
-        self._shared: tuple[tuple[str, ...], str, str, str] | None = None
-
-    def __call__(self, decision: Decision, extra: str = "") -> str:
-        version = decision.version
-        moment, created = self._last
-        if moment is not version.created_at:
-            created = _json_text(_timestamp(version.created_at))
-            self._last = (version.created_at, created)
-        shared = self._shared
-        if shared is not None and shared[0] is decision.reasons and shared[1] is decision.summary:
-            reasons, summary = shared[2], shared[3]
+def _decision_lines(decisions: Iterable[Decision], extra: Callable[[Decision], str] | None = None) -> Iterator[str]:
+    """Each decision as `json.dumps(decision.as_json())`, plus the members `extra` gives, without building the
+    dict: the plan file's lines are most of an offline run's output. Neighbours often share their push's time,
+    and decisions kept for one same reason share its texts (policy._plan): each is encoded once."""
+    last_moment: datetime | None = None
+    created = ""
+    shared: tuple[tuple[str, ...], str] | None = None  # the reasons and summary last shared, as encoded below
+    shared_reasons = shared_summary = ""
+    for decision in decisions:
+        (version_id, digest, tags, moment), _, reasons, summary = decision
+        if moment is not last_moment:
+            last_moment, created = moment, _json_text(_timestamp(moment))
+        if shared is not None and shared[0] is reasons and shared[1] is summary:
+            reasons_text, summary_text = shared_reasons, shared_summary
         else:
-            reasons = ", ".join(map(_json_text, decision.reasons))
-            summary = _json_text(decision.summary)
-            if not version.tags:
-                self._shared = (decision.reasons, decision.summary, reasons, summary)
-        tags = ", ".join(map(_json_text, version.tags)) if version.tags else ""
-        return (
-            f'{{"id": {int(version.id)}, "digest": {_json_text(version.digest)}, "tags": [{tags}], '
-            f'"created_at": {created}, "reasons": [{reasons}], "summary": {summary}{extra}}}'
+            reasons_text, summary_text = ", ".join(map(_json_text, reasons)), _json_text(summary)
+            if not tags:  # an untagged version's texts are the ones shared (a tagged one's are its own)
+                shared, shared_reasons, shared_summary = (reasons, summary), reasons_text, summary_text
+        tags_text = ", ".join(map(_json_text, tags)) if tags else ""
+        yield (
+            f'{{"id": {int(version_id)}, "digest": {_json_text(digest)}, "tags": [{tags_text}], '
+            f'"created_at": {created}, "reasons": [{reasons_text}], "summary": {summary_text}'
+            f"{extra(decision) if extra else ''}}}"
         )
+
+
+def _write_lines(out: TextIO, lines: Iterator[str]) -> None:
+    """`lines` as the items of a JSON list, one a line; one write a batch (each write() has its own cost)."""
+    separator = "\n"
+    while batch := list(itertools.islice(lines, LOG_BATCH)):
+        out.write(separator + ",\n".join(batch))
+        separator = ",\n"
 
 
 def counts(plan: Plan, outcome: Outcome) -> dict[str, int]:
