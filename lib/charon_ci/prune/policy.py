@@ -389,8 +389,10 @@ def _plan(
         roots.append(digest)
 
     # Which kept version explains a manifest ("referenced by kept ...") follows the marking order: sorted, so
-    # the same versions listed in any order (GitHub promises none) give the same plan.
-    roots.sort()
+    # the same versions listed in any order (GitHub promises none) give the same plan. Without a graph or
+    # referrer tags nothing is followed, and the order cannot matter.
+    if graph is not None or tag_referrers:
+        roots.sort()
     for referrers in tag_referrers.values():
         referrers.sort()
     marking = mark(roots, graph, tag_referrers)

@@ -125,6 +125,8 @@ def mark(
 ) -> Marking:
     """Everything reachable from `roots`. `tag_referrers` maps a subject digest to the digests of versions
     carrying a referrer tag for it. Without a graph only tag referrers are followed."""
+    if graph is None and not tag_referrers:
+        return Marking({root: root for root in roots}, set(), set())  # nothing to follow from any root
     reached: dict[str, str] = {}
     queue: deque[str] = deque()
     for root in roots:

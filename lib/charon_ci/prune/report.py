@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TextIO
 
 from charon_ci import gha
@@ -261,7 +262,7 @@ def summary_markdown(
     if plan.keep:
         # Classified once per distinct summary: most kept versions share theirs (policy._plan).
         tally: Counter[str] = Counter()
-        for summary, count in Counter(d.summary for d in plan.keep).items():
+        for summary, count in Counter(map(attrgetter("summary"), plan.keep)).items():
             tally[_reason_class(summary)] += count
         lines += ["### Kept, by main reason", "", "| reason | versions |", "|---|---:|"]
         lines += [f"| {md_cell(name)} | {count} |" for name, count in tally.most_common()]
