@@ -254,6 +254,7 @@ def judge_tags(
         for index, group in enumerate(members):
             newest[index] = {v.id for v in oldest_first(group, newest_first=True)[: policy.keep_last]}
 
+    limits = [rule.lifetime + buffer for rule in policy.rules]
     verdicts: dict[int, Sequence[TagVerdict]] = {}
     for version in versions:
         if not version.tags:
@@ -278,8 +279,7 @@ def judge_tags(
                 out.append(TagVerdict(tag, True, "matches no retention rule"))
                 continue
             rule = policy.rules[index]
-            limit = rule.lifetime + buffer
-            if age < limit:
+            if age < limits[index]:
                 out.append(TagVerdict(tag, True, f"not expired (age {format_duration(age)} < {rule.text})"))
             elif version.id in newest[index]:
                 out.append(TagVerdict(tag, True, f"among the newest {policy.keep_last} of {rule.pattern}"))
@@ -291,10 +291,10 @@ def judge_tags(
 
 def _summary(verdicts: Sequence[TagVerdict], delete: bool, extra: Sequence[str]) -> str:
     gone = [str(v) for v in verdicts if v.keep is False]
-    kept = [str(v) for v in verdicts if v.keep is True]
-    parts = "; ".join(gone)
     if delete:
         return "delete: " + "; ".join([*gone, *extra]) if (gone or extra) else "delete"
+    kept = [str(v) for v in verdicts if v.keep is True]
+    parts = "; ".join(gone)
     why = "; ".join([*kept, *extra])
     return f"{parts}; kept: {why}" if parts else f"kept: {why}"
 

@@ -24,6 +24,8 @@ _REFERRER_TAG_RE = re.compile(r"sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?")
 
 def referrer_subject(tag: str) -> str | None:
     """The digest a referrer tag points at (`sha256-<hex>.sig` -> `sha256:<hex>`), else None."""
+    if not tag.startswith("sha256-"):
+        return None  # most tags: no need to run the pattern
     match = _REFERRER_TAG_RE.fullmatch(tag)
     return f"sha256:{match.group(1)}" if match else None
 
