@@ -16,20 +16,15 @@ from tests.support.fakegithub import Clock, FakeGitHub
 from tests.support.fakegithub.fixtures import serve_fake_github
 from tests.support.fakegithub.packages import VersionsRequest
 from tests.support.images import ImageFactory
-from tests.support.prune_world import World, action_inputs, build_charon_world, retag, run_prune, sha40
+from tests.support.prune_world import NO_WAIT, World, action_inputs, build_charon_world, retag, run_prune, sha40
 from tests.support.services import Registry
 
 pytestmark = pytest.mark.services
-NO_WAIT = Runtime(sleep=lambda seconds: None)
 
 
 @pytest.fixture
 def gh() -> Iterator[FakeGitHub]:
     yield from serve_fake_github(seed=7)
-
-
-def active(world: World) -> set[str]:
-    return {record.name for record in world.package.versions()}
 
 
 def digest_tagged(world: World, tag: str) -> str:
@@ -74,7 +69,7 @@ def test_a_delete_between_page_reads_does_not_hide_a_release_and_the_list_is_rea
     code, out, stats = run_prune(tmp_path, action_inputs(gh, registry, world), NO_WAIT)  # a dry run
     log = capsys.readouterr().out
     assert code == 0, log[-3000:]
-    assert victim not in active(world), "the other client's delete happened between the page reads"
+    assert victim not in world.listed(), "the other client's delete happened between the page reads"
     wrong = planned(out) & world.keep
     assert not wrong, f"planned for deletion though v1.2.3 needs them: {sorted(wrong)}"
     assert planned(out) == world.delete, "every version seen is planned on (the deleted one answers 404 later)"
@@ -124,7 +119,7 @@ def test_a_retag_after_planning_keeps_the_image_and_its_platforms(
     log = capsys.readouterr().out
     assert code == 0, log[-3000:]
     assert fired, "the re-tag happened during the run"
-    left = active(world)
+    left = world.listed()
     assert feature_old in left, "deleted carrying the protected tag v9.9.9"
     manifest = registry.client().get_manifest(world.repository, "v9.9.9")  # type: ignore[attr-defined]
     platforms = [entry.digest for entry in manifest.manifests]  # type: ignore[attr-defined]
@@ -170,7 +165,7 @@ def test_a_push_during_deleting_that_reuses_a_planned_platform_keeps_it(
         code, out, stats = run_prune(tmp_path, inputs, runtime)
         log = capsys.readouterr().out
         assert code == 0, log[-3000:]
-        assert arm64.digest in world.delete and arm64.digest in active(world), "the rebuilt image lost its platform"
+        assert arm64.digest in world.delete and arm64.digest in world.listed(), "the rebuilt image lost its platform"
         assert stats.freshness_looks >= 1 and int(out["failed-count"]) >= 1
         assert "kept on a fresh look" in log and "sha-rebuilt" in log
 
@@ -185,7 +180,7 @@ def test_a_token_without_admin_rights_is_refused_not_already_gone(
     code, out, _ = run_prune(tmp_path, inputs, NO_WAIT)
     log = capsys.readouterr().out
     assert code == 1, "a run that deleted nothing because it may not must fail"
-    assert active(world) == world.all_digests
+    assert world.listed() == world.all_digests
     assert gh.count("DELETE", status=404) == 1, "stopped at the first refusal"
     assert out["deleted-count"] == "0" and int(out["failed-count"]) >= 1
     errors = [c.message for c in parse_commands(log) if c.name == "error"]
@@ -212,6 +207,6 @@ def test_a_version_another_run_deleted_is_already_gone(
     code, out, _ = run_prune(tmp_path, inputs, NO_WAIT)
     log = capsys.readouterr().out
     assert code == 0, log[-3000:]
-    assert active(world) == world.keep
+    assert world.listed() == world.keep
     assert out["failed-count"] == "0" and int(out["deleted-count"]) == len(world.delete) - 1
     assert "already gone" in log

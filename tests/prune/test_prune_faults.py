@@ -21,20 +21,15 @@ from tests.support.composite import parse_commands
 from tests.support.fakegithub import Clock, FakeGitHub
 from tests.support.fakegithub.fixtures import serve_fake_github
 from tests.support.images import ImageFactory
-from tests.support.prune_world import OWNER, World, action_inputs, build_charon_world, run_prune
+from tests.support.prune_world import NO_WAIT, OWNER, action_inputs, build_charon_world, run_prune
 from tests.support.services import Registry
 
 pytestmark = pytest.mark.services
-NO_WAIT = Runtime(sleep=lambda seconds: None)
 
 
 @pytest.fixture
 def gh() -> Iterator[FakeGitHub]:
     yield from serve_fake_github(seed=7)
-
-
-def active(world: World) -> set[str]:
-    return {record.name for record in world.package.versions()}
 
 
 def run_once(
@@ -62,7 +57,7 @@ def test_faults_and_an_exhausted_budget_delete_nothing_wrong_and_the_next_run_fi
 
     code, out, stdout, _ = run_once(tmp_path, inputs, capsys=capsys)
     assert code == 0, stdout[-3000:]
-    left = active(world)
+    left = world.listed()
     assert world.keep <= left, "a version that must stay was deleted"
     assert world.all_digests - left <= world.delete
     assert 0 < int(out["deleted-count"]) < len(world.delete), out
@@ -74,7 +69,7 @@ def test_faults_and_an_exhausted_budget_delete_nothing_wrong_and_the_next_run_fi
     gh.set_rate_limit(remaining=5000)
     code, out, stdout, _ = run_once(tmp_path, inputs, capsys=capsys)
     assert code == 0, stdout[-3000:]
-    assert active(world) == world.keep, "the next run finishes the job"
+    assert world.listed() == world.keep, "the next run finishes the job"
     assert out["remaining-count"] == "0" and out["failed-count"] == "0"
     assert not [c for c in parse_commands(stdout) if c.name == "error"]
 
@@ -120,7 +115,7 @@ def test_refused_index_keeps_its_children_and_refusals_are_reported(
 
     code, out, stdout, _ = run_once(tmp_path, {**inputs, "dry-run": "false"}, capsys=capsys)
     assert code == 0, stdout[-3000:]
-    left = active(world)
+    left = world.listed()
     assert closed_pr["digest"] in left and goes_with <= left, "children of an index that stays must stay"
     assert left == world.keep | goes_with | {closed_pr["digest"]}
     assert out["failed-count"] == str(1 + len(goes_with))
@@ -203,7 +198,7 @@ def test_two_runs_at_once_on_one_package(
     for thread in threads:
         thread.join(timeout=300)
     assert len(results) == 2 and all(code == 0 for code, *_ in results)
-    assert active(world) == world.keep
+    assert world.listed() == world.keep
     for _, out, _, _ in results:
         assert out["failed-count"] == "0", out
     deleted = sum(int(out["deleted-count"]) for _, out, _, _ in results)

@@ -384,3 +384,35 @@ def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Pa
     with pytest.raises(gha.InputError) as caught:
         prune.load_snapshot(path)
     assert caught.value.name == "snapshot" and complaint in caught.value.accepted
+
+
+def test_the_plan_file_holds_each_decision_exactly_as_its_as_json() -> None:
+    """The plan file's lines are built by hand for speed (report._decision_lines): they must stay what
+    `Decision.as_json` says, for times in UTC to the second (formatted once a day), with microseconds, in
+    another zone, and for hostile tags."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from charon_ci.prune.model import InUse, PackageVersion
+    from charon_ci.prune.policy import build_policy, plan
+    from charon_ci.prune.report import Outcome, write_plan_json
+
+    now = datetime(2026, 2, 4, 3, tzinfo=UTC)
+    old = now - timedelta(days=40)
+    versions = [
+        PackageVersion(1, "sha256:" + "1" * 64, ("sha-1111111",), old),
+        PackageVersion(2, "sha256:" + "2" * 64, ("sha-2222222", 'x"\\\u2028y'), old + timedelta(microseconds=5)),
+        PackageVersion(3, "sha256:" + "3" * 64, ("sha-3333333",), old.astimezone(timezone(timedelta(hours=2)))),
+        PackageVersion(4, "sha256:" + "4" * 64, (), old),
+        PackageVersion(5, "sha256:" + "5" * 64, ("latest",), datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        PackageVersion(6, "sha256:" + "6" * 64, (), now - timedelta(hours=1)),
+    ]
+    result = plan(versions, build_policy([], []), InUse(checked=False), now)
+    assert result.delete and result.keep
+    out = io.StringIO()
+    write_plan_json(out, result, build_policy([], []), package="p", registry="ghcr", dry_run=True,
+                    outcome=Outcome(remaining=list(result.delete)))  # fmt: skip
+    written = json.loads(out.getvalue())
+    assert [{k: v for k, v in item.items() if k != "result"} for item in written["delete"]] == [
+        d.as_json() for d in result.delete
+    ]
+    assert written["keep"] == [d.as_json() for d in result.keep]

@@ -34,10 +34,6 @@ def gh() -> Iterator[FakeGitHub]:
     yield from serve_fake_github()
 
 
-def active_digests(world: World) -> set[str]:
-    return {record.name for record in world.package.versions()}
-
-
 def run(action_runner: ActionRunner, gh: FakeGitHub, registry: Registry, world: World, **extra: str) -> Any:
     inputs = action_inputs(gh, registry, world, **extra)
     inputs["plan-file"] = str(action_runner.runner_temp / f"plan-{uuid.uuid4().hex[:8]}.json")
@@ -62,18 +58,18 @@ def test_forty_versions_exactly_the_expected_go_and_every_kept_tag_pulls(
 ) -> None:
     world = build_charon_world(gh, registry, image_factory, shuffle=shuffle)
     assert len(world.all_digests) >= 40
-    assert active_digests(world) == world.all_digests
+    assert world.listed() == world.all_digests
 
     # A dry run deletes nothing and plans exactly the expected set.
     dry = run(action_runner, gh, registry, world)
     assert gh.count("DELETE") == 0
-    assert active_digests(world) == world.all_digests
+    assert world.listed() == world.all_digests
     assert dry.outputs["planned-count"] == str(len(world.delete))
     assert dry.outputs["deleted-count"] == "0" and dry.outputs["remaining-count"] == str(len(world.delete))
 
     result = run(action_runner, gh, registry, world, **{"dry-run": "false"})
     out = result.outputs
-    assert active_digests(world) == world.keep, "exactly the expected versions are gone"
+    assert world.listed() == world.keep, "exactly the expected versions are gone"
     assert out["deleted-count"] == str(len(world.delete)), out
     assert out["failed-count"] == "0" and out["remaining-count"] == "0"
     assert out["kept-count"] == str(len(world.keep))
@@ -100,4 +96,4 @@ def test_forty_versions_exactly_the_expected_go_and_every_kept_tag_pulls(
     gh.requests.clear()
     again = run(action_runner, gh, registry, world, **{"dry-run": "false"})
     assert again.outputs["planned-count"] == "0" and gh.count("DELETE") == 0
-    assert active_digests(world) == world.keep
+    assert world.listed() == world.keep

@@ -32,6 +32,8 @@ DAY = 86400.0
 HOUR = 3600.0
 OWNER = "wikid82"
 REPO = "wikid82/charon"
+# Retries and backoff without real waiting: the fake answers at once.
+NO_WAIT = Runtime(sleep=lambda seconds: None)
 INDEX_ACCEPT = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
 
 
@@ -52,6 +54,10 @@ class World:
     @property
     def all_digests(self) -> set[str]:
         return self.keep | self.delete
+
+    def listed(self) -> set[str]:
+        """The digests the package lists now (what a run has not deleted)."""
+        return {record.name for record in self.package.versions()}
 
 
 def _fallback_index_digest(registry: Registry, repository: str, subject: str) -> str:
