@@ -33,11 +33,16 @@ def parse_duration(text: str, input_name: str) -> timedelta:
 
 
 def format_duration(span: timedelta) -> str:
-    """Short exact form for log lines, to the minute: `40d3h5m`, `30d30m`, `5h`, `0m`."""
-    whole_minutes = int(span.total_seconds() / 60)  # truncates toward zero
-    sign = "-" if whole_minutes < 0 else ""
-    days, rest = divmod(abs(whole_minutes), 1440)
-    hours, minutes = divmod(rest, 60)
-    # Spelled out rather than joined from a generator: prune writes one for each expired tag.
+    """Short exact form for log lines, to the minute: `40d3h5m`, `30d30m`, `5h`, `0m`; a negative span is the
+    same truncated toward zero, after a minus sign (`-1h30m`)."""
+    if span.days < 0:  # timedelta keeps days negative and seconds positive: format the positive span
+        text = format_duration(-span)
+        return text if text == "0m" else "-" + text
+    # From the fields timedelta holds, whole numbers all the way: prune writes one for each expired tag.
+    days = span.days
+    hours, seconds = divmod(span.seconds, 3600)
+    minutes = seconds // 60
+    if days and hours and minutes:  # most ages
+        return f"{days}d{hours}h{minutes}m"
     text = (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
-    return sign + (text or "0m")
+    return text or "0m"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from charon_ci import gha
 from charon_ci.prune import command as prune
 from charon_ci.prune import snapshot
+from charon_ci.prune.policy import OFFLINE_UNTAGGED
 from charon_ci.prune.report import md_cell
 from tests.support.composite import ActionRunner, parse_commands
 
@@ -95,6 +96,15 @@ def test_bundled_snapshot_plan_through_the_action(action_runner: ActionRunner, g
     assert created == sorted(created)
     # The log names the deciding tag for every version; the summary has the table and the tally.
     assert "would delete sha-d18aac9,pr-119-d18aac9" in step.stdout
+    # A line for each version decided for something of its own; the untagged ones kept only because a
+    # snapshot has no manifests are counted in one line (the plan file lists each).
+    alike = [item for item in document["keep"] if item["reasons"] == [OFFLINE_UNTAGGED]]
+    per_version = [line for line in step.stdout.splitlines() if ", id " in line]
+    assert len(alike) > 100 and len(per_version) == 210 - len(alike)
+    assert not any(OFFLINE_UNTAGGED in line for line in per_version)
+    assert f"keep {len(alike)} untagged versions alike, each listed in the plan file: kept: {OFFLINE_UNTAGGED}" in (
+        step.stdout.splitlines()
+    )
     assert "kept: sha-7d743f5 not expired (age 1d3h < sha-*=30d); latest protected (/latest/)" in step.stdout
     assert "### What goes and why (oldest first)" in result.summary
     assert "| protected tag |" in result.summary

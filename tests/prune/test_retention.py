@@ -91,6 +91,18 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(days=7)) == "7d"
     assert format_duration(timedelta(hours=5, minutes=12)) == "5h12m"
     assert format_duration(timedelta(minutes=-90)) == "-1h30m"
+    assert format_duration(timedelta(seconds=-59)) == "0m"  # truncated toward zero: no "-0m"
+    assert format_duration(timedelta.max) == "999999999d23h59m"
+
+
+@given(st.timedeltas(min_value=timedelta(days=-(10**6)), max_value=timedelta(days=10**6)))
+def test_format_duration_is_the_whole_minutes_truncated_toward_zero(span: timedelta) -> None:
+    # The reference in whole microseconds: no float, no timedelta normalisation.
+    micro = (span.days * 86_400 + span.seconds) * 10**6 + span.microseconds
+    minutes = abs(micro) // 60_000_000
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    text = "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (mins, "m")) if n) or "0m"
+    assert format_duration(span) == ("-" if micro < 0 and minutes else "") + text
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -433,6 +445,29 @@ def test_offline_never_deletes_untagged() -> None:
     assert ids(result.delete) == [1, 3]
     assert result.keep[0].summary == "kept: untagged; no manifest data (offline snapshot): never deleted"
     assert result.offline and "not checked" in result.notes[0]
+    assert result.kept_alike == {result.keep[0].summary}
+
+
+def test_kept_alike_names_only_reasons_about_no_version_in_particular() -> None:
+    young = ver(9, age=timedelta(hours=1))
+    versions = [ver(1, "latest"), ver(2, "sha-old"), ver(3), ver(4), ver(5, f"sha256-{1:064x}.sig"), young]
+    leaves = (ManifestFacts(dg(5)), ManifestFacts(dg(9)))
+    # Read and explained: a child of a kept index is kept for that index, not wholesale.
+    explained = plan(versions, DEFAULT, NOBODY, NOW, graph(index(1, 3), index(2, 4), *leaves))
+    assert explained.kept_alike == frozenset() and not explained.needs_manifests
+    # A listing that changed while it was read: every untagged version, whatever it is.
+    g = graph(index(1, 3), index(2, 4), *leaves)
+    changed = plan(versions, DEFAULT, NOBODY, NOW, g, keep_untagged="listing changed")
+    assert changed.kept_alike == {"kept: untagged; listing changed"}
+    assert {d.version.id for d in changed.keep if d.summary in changed.kept_alike} == {3, 4}
+    # An unreadable kept index: every untagged version nothing else explains.
+    g = graph(index(2, 4), ManifestFacts(dg(3)), *leaves, unreadable={1: "HTTP 500"})
+    blocked = plan(versions, DEFAULT, NOBODY, NOW, g)
+    [held] = [d for d in blocked.keep if d.version.id == 3]
+    assert blocked.kept_alike == {held.summary} and "cannot prove unreferenced" in held.summary
+    # The young version is kept for its own age, never counted with the others.
+    for result in (explained, changed, blocked):
+        assert all(d.summary not in result.kept_alike for d in result.keep if d.version.id in (1, 5, 9))
 
 
 def test_reads_tagged_manifests_first_then_orphans_only() -> None:

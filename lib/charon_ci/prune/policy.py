@@ -45,6 +45,7 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     r"v?\d+\.\d+",  # 1.2, v1.2
 )
 DEFAULT_MIN_AGE = "48h"
+OFFLINE_UNTAGGED = "untagged; no manifest data (offline snapshot): never deleted"
 ACTIVE_RUN_BUFFER = timedelta(hours=1)
 
 
@@ -196,6 +197,9 @@ class Plan:
     # digest -> the planned deletions that go with it (its children and referrers): if it cannot be
     # deleted, they must stay too
     delete_edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Summaries that keep untagged versions wholesale, for nothing about any one of them (no manifest data,
+    # a listing that changed, an unreadable kept manifest): the log counts those versions, one line a summary.
+    kept_alike: frozenset[str] = frozenset()
 
     @property
     def delete_digests(self) -> frozenset[str]:
@@ -346,29 +350,41 @@ def _plan(
     verdicts = judge_tags(tagged, policy, in_use, now)
 
     tag_referrers: dict[str, list[str]] = {}
+    # Versions with a tag that has a verdict of its own (the rest are untagged, or carry only referrer tags),
+    # and those with a kept tag (roots).
+    judged: set[int] = set()
+    kept_by_tag: set[int] = set()
     for version in tagged:
         for verdict in verdicts[version.id]:
             if verdict.keep is None:
                 subject = referrer_subject(verdict.tag)
                 if subject is not None:
                     tag_referrers.setdefault(subject, []).append(version.digest)
-    # Versions with a tag that has a verdict of its own; the rest are untagged, or carry only referrer tags.
-    judged = {v.id for v in tagged if any(t.keep is not None for t in verdicts[v.id])}
+                continue
+            judged.add(version.id)
+            if verdict.keep:
+                kept_by_tag.add(version.id)
 
     own_reason: dict[str, str] = {}  # digest -> why it is a root (beyond tag verdicts)
+    wholesale: set[str] = set()  # own reasons that hold for every untagged version alike (Plan.kept_alike)
+    if keep_untagged is not None:
+        wholesale.add(f"untagged; {keep_untagged}")
+    elif graph is None:
+        wholesale.add(OFFLINE_UNTAGGED)
     roots: list[str] = []
     untagged_like: list[PackageVersion] = []  # old enough, and no tag of theirs decides: kept only if needed
     needs_late: set[str] = set()
     young_since = now - min_age  # created after this: younger than min-age
+    min_age_text = format_duration(min_age)
     for version in versions:
         digest = version.digest
         if version.created_at > young_since:
             age = format_duration(now - version.created_at)
-            own_reason[digest] = f"younger than min-age {format_duration(min_age)} (age {age})"
+            own_reason[digest] = f"younger than min-age {min_age_text} (age {age})"
             roots.append(digest)
             continue
         if version.id in judged:
-            if any(v.keep for v in verdicts[version.id]):
+            if version.id in kept_by_tag:
                 roots.append(digest)
             continue
         # Untagged versions whose role we cannot know are kept.
@@ -378,7 +394,7 @@ def _plan(
         elif graph is None:
             if version.tags:
                 continue  # only referrer tags: kept when its subject is
-            own_reason[digest] = "untagged; no manifest data (offline snapshot): never deleted"
+            own_reason[digest] = OFFLINE_UNTAGGED
         elif version.tags or graph.role_known(digest):
             continue  # a referrer tag names its subject; a read index lists it as one of its platforms
         elif digest in graph.unreadable:
@@ -403,12 +419,11 @@ def _plan(
         first = blockers[0]
         state = f"unreadable: {graph.unreadable[first]}" if first in graph.unreadable else "not read yet"
         more = f" and {len(blockers) - 1} more" if len(blockers) > 1 else ""
+        why = f"cannot prove unreferenced: manifest of kept {_describe(named.get(first), first)} {state}{more}"
+        wholesale.add(f"untagged; {why}")
         for version in untagged_like:
             if version.digest not in marking.reached:
-                own_reason[version.digest] = (
-                    f"{_kind(version)}; cannot prove unreferenced: manifest of kept "
-                    f"{_describe(named.get(first), first)} {state}{more}"
-                )
+                own_reason[version.digest] = f"{_kind(version)}; {why}"
                 roots.append(version.digest)
         roots.sort()
         marking = mark(roots, graph, tag_referrers)
@@ -485,6 +500,7 @@ def _plan(
         offline=graph is None,
         notes=tuple(notes),
         delete_edges=delete_edges,
+        kept_alike=frozenset(_summary(_NO_VERDICTS, False, [reason]) for reason in wholesale),
     )
 
 

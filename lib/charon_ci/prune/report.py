@@ -1,4 +1,4 @@
-"""What a prune run tells people: one log line per version, the plan as JSON, the job summary in Markdown.
+"""What a prune run tells people: a log line per decision, the plan as JSON, the job summary in Markdown.
 
 Pure formatting: callers pass the plan and the outcome of the deletions (if any) and write the results.
 Tags and reasons may come from a snapshot file anyone could have written, so every table cell is escaped.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -163,16 +163,19 @@ def _decision_lines(decisions: Iterable[Decision], extra: Callable[[Decision], s
 
 
 def _json_time(moment: datetime, day_texts: dict[int, str]) -> str:
-    """`_json_text(_timestamp(moment))`, with the date formatted once a day (in `day_texts`): isoformat cost
-    more than the rest of a plan line. Times in UTC to the second, as GitHub gives them; others as they are."""
+    """`_json_text(_timestamp(moment))`, with the date formatted once a day (in `day_texts`) and the clock from
+    `_TWO_DIGITS`: isoformat, or formatting the three numbers, cost more than the rest of a plan line. Times in
+    UTC to the second, as GitHub gives them; others as they are."""
     if moment.tzinfo is not UTC or moment.microsecond:
         return _json_text(_timestamp(moment))
     day = moment.toordinal()
     prefix = day_texts.get(day)
     if prefix is None:
         prefix = day_texts[day] = f'"{moment.date().isoformat()}T'
-    # %-formatting of the three numbers costs less than an f-string's format specs
-    return '%s%02d:%02d:%02dZ"' % (prefix, moment.hour, moment.minute, moment.second)  # noqa: UP031
+    return f'{prefix}{_TWO_DIGITS[moment.hour]}:{_TWO_DIGITS[moment.minute]}:{_TWO_DIGITS[moment.second]}Z"'
+
+
+_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))  # hours, minutes and seconds as a clock shows them
 
 
 def _write_lines(out: TextIO, lines: Iterator[str]) -> None:
@@ -287,13 +290,29 @@ def _status_by_digest(outcome: Outcome, dry_run: bool) -> dict[str, str]:
 
 
 def log_plan(result: Plan, dry_run: bool) -> None:
-    """One line per version, naming the tag that decided and why; before anything is deleted. Lines go
-    out in batches (one write and flush per batch, not per line: 200,000 flushes cost a second)."""
+    """One line per version deleted or kept for something of its own, naming the tag that decided and why;
+    untagged versions kept wholesale (`Plan.kept_alike`) are counted in one line a reason, since a line each
+    would say the same thing tens of thousands of times (the plan file lists every one). Before anything is
+    deleted. Lines go out in batches (one write and flush per batch, not per line: 200,000 flushes cost a
+    second)."""
     verb = "would delete" if dry_run else "to delete"
+    alike = result.kept_alike
+    counted: Counter[str] = Counter()
+    each: Sequence[Decision] = result.keep
+    if alike:
+        each = []
+        for decision in result.keep:
+            if decision.summary in alike and not decision.version.tags:
+                counted[decision.summary] += 1
+            else:
+                each.append(decision)
     with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
         for start in range(0, len(result.delete), LOG_BATCH):
             gha.info("\n".join([log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]]))
-        for start in range(0, len(result.keep), LOG_BATCH):
-            gha.info("\n".join([log_line(d, "keep") for d in result.keep[start : start + LOG_BATCH]]))
+        for start in range(0, len(each), LOG_BATCH):
+            gha.info("\n".join([log_line(d, "keep") for d in each[start : start + LOG_BATCH]]))
+        for summary, count in counted.items():
+            versions = "version" if count == 1 else "versions"
+            gha.info(f"keep {count} untagged {versions} alike, each listed in the plan file: {summary}")
     for note in result.notes:
         gha.notice(note, title="charon-ci prune")
