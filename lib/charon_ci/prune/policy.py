@@ -259,6 +259,8 @@ def judge_tags(
             newest[index] = {v.id for v in oldest_first(group, newest_first=True)[: policy.keep_last]}
 
     limits = [rule.lifetime + buffer for rule in policy.rules]
+    protected_by = policy.protected_by
+    anything_in_use = bool(in_use.open_pull_requests or in_use.active_run_shas)  # offline: nothing is
     verdicts: dict[int, Sequence[TagVerdict]] = {}
     for version in versions:
         if not version.tags:
@@ -266,11 +268,11 @@ def judge_tags(
         age = now - version.created_at
         out: list[TagVerdict] = []
         for tag in version.tags:
-            protected = policy.protected_by(tag)
+            protected = protected_by(tag)
             if protected is not None:
                 out.append(TagVerdict(tag, True, f"protected (/{protected}/)"))
                 continue
-            used = in_use.why(tag)
+            used = in_use.why(tag) if anything_in_use else None
             if used is not None:
                 out.append(TagVerdict(tag, True, f"in use ({used})"))
                 continue
@@ -293,14 +295,17 @@ def judge_tags(
     return verdicts
 
 
-def _summary(verdicts: Sequence[TagVerdict], delete: bool, extra: Sequence[str]) -> str:
-    gone = [str(v) for v in verdicts if v.keep is False]
+def _explain(verdicts: Sequence[TagVerdict], delete: bool, extra: Sequence[str]) -> tuple[tuple[str, ...], str]:
+    """A decision's reasons (each tag's verdict, then `extra`) and its summary; each verdict is formatted once."""
+    texts = [str(v) for v in verdicts]
+    reasons = (*texts, *extra)
+    gone = [text for text, verdict in zip(texts, verdicts, strict=True) if verdict.keep is False]
     if delete:
-        return "delete: " + "; ".join([*gone, *extra]) if (gone or extra) else "delete"
-    kept = [str(v) for v in verdicts if v.keep is True]
+        return reasons, "delete: " + "; ".join([*gone, *extra]) if (gone or extra) else "delete"
+    kept = [text for text, verdict in zip(texts, verdicts, strict=True) if verdict.keep is True]
     parts = "; ".join(gone)
     why = "; ".join([*kept, *extra])
-    return f"{parts}; kept: {why}" if parts else f"kept: {why}"
+    return reasons, f"{parts}; kept: {why}" if parts else f"kept: {why}"
 
 
 @contextlib.contextmanager
@@ -447,7 +452,7 @@ def _plan(
         if via == digest and not tv and own is not None:
             texts = shared.get(own)
             if texts is None:
-                texts = shared[own] = ((own,), _summary(tv, False, [own]))
+                texts = shared[own] = _explain(tv, False, [own])
             kept.append(Decision(version, False, texts[0], texts[1]))
             continue
         extra: list[str] = [] if own is None else [own]
@@ -456,11 +461,11 @@ def _plan(
         if not tv and len(extra) == 1:
             texts = shared.get(extra[0])
             if texts is None:
-                texts = shared[extra[0]] = ((extra[0],), _summary(tv, False, extra))
+                texts = shared[extra[0]] = _explain(tv, False, extra)
             kept.append(Decision(version, False, texts[0], texts[1]))
         else:
-            reasons = tuple([*(str(v) for v in tv), *extra])
-            kept.append(Decision(version, False, reasons, _summary(tv, False, extra)))
+            reasons, summary = _explain(tv, False, extra)
+            kept.append(Decision(version, False, reasons, summary))
 
     deleted_set = {v.digest for v in deleted}
     ordered, why_gone, delete_edges = _execution_order(deleted, graph, tag_referrers, deleted_set)
@@ -470,8 +475,8 @@ def _plan(
         extra = [why_gone[version.digest]] if version.digest in why_gone else []
         if version.id not in judged:
             extra.append("referenced by no kept version")
-        reasons = tuple([*(str(v) for v in tv), *extra])
-        delete_decisions.append(Decision(version, True, reasons, _summary(tv, True, extra)))
+        reasons, summary = _explain(tv, True, extra)
+        delete_decisions.append(Decision(version, True, reasons, summary))
 
     needs: set[str] = set()
     if graph is not None:
@@ -500,7 +505,7 @@ def _plan(
         offline=graph is None,
         notes=tuple(notes),
         delete_edges=delete_edges,
-        kept_alike=frozenset(_summary(_NO_VERDICTS, False, [reason]) for reason in wholesale),
+        kept_alike=frozenset(_explain(_NO_VERDICTS, False, [reason])[1] for reason in wholesale),
     )
 
 
@@ -522,9 +527,10 @@ def _execution_order(
     deleted_set: set[str],
 ) -> tuple[list[PackageVersion], dict[str, str], dict[str, tuple[str, ...]]]:
     """Oldest group first; in a group a parent goes before its children and a subject before its referrers,
-    so a run that stops half-way leaves orphans (which the next run removes), never a broken image."""
+    so a run that stops half-way leaves orphans (which the next run removes), never a broken image.
+    `deleted` comes oldest first (`oldest_first`)."""
     if graph is None and tag_referrers.keys().isdisjoint(deleted_set):
-        return oldest_first(deleted), {}, {}  # no manifests and no referrer tags: nothing goes with anything
+        return list(deleted), {}, {}  # no manifests and no referrer tags: nothing goes with anything
     by_digest = {v.digest: v for v in deleted}
 
     def below(digest: str) -> list[str]:
@@ -569,7 +575,6 @@ def _execution_order(
                     ready.append(child)
             stack.extend(reversed(ready))
 
-    deleted = oldest_first(deleted)
     for version in deleted:
         if not waiting.get(version.digest):
             place(version.digest)

@@ -300,12 +300,8 @@ def log_plan(result: Plan, dry_run: bool) -> None:
     counted: Counter[str] = Counter()
     each: Sequence[Decision] = result.keep
     if alike:
-        each = []
-        for decision in result.keep:
-            if decision.summary in alike and not decision.version.tags:
-                counted[decision.summary] += 1
-            else:
-                each.append(decision)
+        each = [d for d in result.keep if d.summary not in alike or d.version.tags]
+        counted.update(d.summary for d in result.keep if d.summary in alike and not d.version.tags)
     with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
         for start in range(0, len(result.delete), LOG_BATCH):
             gha.info("\n".join([log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]]))
