@@ -4,7 +4,8 @@ Reads every input first (a bad one stops the run before any request), then:
 - offline (`snapshot` set): plans from the snapshot file as of `now`; no network at all;
 - online: lists the versions, looks up what is in use, reads the manifests the plan asks for, plans, and
   unless `dry-run` deletes oldest first within the rate budget (charon_ci.prune.apply).
-Always writes the plan file, one log line per version, the job summary and the outputs.
+Always writes the plan file (every version), the log (a line per version decided for itself, one line
+counting those kept wholesale), the job summary and the outputs.
 """
 
 from __future__ import annotations

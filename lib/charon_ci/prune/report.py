@@ -1,4 +1,5 @@
-"""What a prune run tells people: a log line per decision, the plan as JSON, the job summary in Markdown.
+"""What a prune run tells people: the log (a line per version decided for itself, a count for those kept
+wholesale), the plan as JSON with every version, the job summary in Markdown.
 
 Pure formatting: callers pass the plan and the outcome of the deletions (if any) and write the results.
 Tags and reasons may come from a snapshot file anyone could have written, so every table cell is escaped.
