@@ -199,6 +199,7 @@ class Plan:
     delete_edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Summaries that keep untagged versions wholesale, for nothing about any one of them (no manifest data,
     # a listing that changed, an unreadable kept manifest): the log counts those versions, one line a summary.
+    # Only untagged versions get these summaries (a tagged one's begin "referrer;" or name its tags).
     kept_alike: frozenset[str] = frozenset()
 
     @property
@@ -259,8 +260,6 @@ def judge_tags(
             newest[index] = {v.id for v in oldest_first(group, newest_first=True)[: policy.keep_last]}
 
     limits = [rule.lifetime + buffer for rule in policy.rules]
-    protected_by = policy.protected_by
-    anything_in_use = bool(in_use.open_pull_requests or in_use.active_run_shas)  # offline: nothing is
     verdicts: dict[int, Sequence[TagVerdict]] = {}
     for version in versions:
         if not version.tags:
@@ -268,11 +267,11 @@ def judge_tags(
         age = now - version.created_at
         out: list[TagVerdict] = []
         for tag in version.tags:
-            protected = protected_by(tag)
+            protected = policy.protected_by(tag)
             if protected is not None:
                 out.append(TagVerdict(tag, True, f"protected (/{protected}/)"))
                 continue
-            used = in_use.why(tag) if anything_in_use else None
+            used = in_use.why(tag)
             if used is not None:
                 out.append(TagVerdict(tag, True, f"in use ({used})"))
                 continue

@@ -163,6 +163,9 @@ def _decision_lines(decisions: Iterable[Decision], extra: Callable[[Decision], s
         )
 
 
+_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))  # hours, minutes and seconds as a clock shows them
+
+
 def _json_time(moment: datetime, day_texts: dict[int, str]) -> str:
     """`_json_text(_timestamp(moment))`, with the date formatted once a day (in `day_texts`) and the clock from
     `_TWO_DIGITS`: isoformat, or formatting the three numbers, cost more than the rest of a plan line. Times in
@@ -175,8 +178,6 @@ def _json_time(moment: datetime, day_texts: dict[int, str]) -> str:
         prefix = day_texts[day] = f'"{moment.date().isoformat()}T'
     return f'{prefix}{_TWO_DIGITS[moment.hour]}:{_TWO_DIGITS[moment.minute]}:{_TWO_DIGITS[moment.second]}Z"'
 
-
-_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))  # hours, minutes and seconds as a clock shows them
 
 
 def _write_lines(out: TextIO, lines: Iterator[str]) -> None:
@@ -301,8 +302,8 @@ def log_plan(result: Plan, dry_run: bool) -> None:
     counted: Counter[str] = Counter()
     each: Sequence[Decision] = result.keep
     if alike:
-        each = [d for d in result.keep if d.summary not in alike or d.version.tags]
-        counted.update(d.summary for d in result.keep if d.summary in alike and not d.version.tags)
+        each = [d for d in result.keep if d.summary not in alike]
+        counted.update(d.summary for d in result.keep if d.summary in alike)
     with gha.group(f"Plan: {len(result.delete)} to delete, {len(result.keep)} to keep"):
         for start in range(0, len(result.delete), LOG_BATCH):
             gha.info("\n".join([log_line(d, verb) for d in result.delete[start : start + LOG_BATCH]]))
