@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from charon_ci import gha
 from charon_ci.prune import command as prune
-from charon_ci.prune import snapshot
+from charon_ci.prune import listing, snapshot
 from charon_ci.prune.policy import OFFLINE_UNTAGGED
 from charon_ci.prune.report import md_cell
 from tests.support.composite import ActionRunner, parse_commands
@@ -360,6 +360,18 @@ def test_prune_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert "planned-count<<" in outputs.read_text()
 
 
+def _version_item(n: int) -> dict[str, object]:
+    """A version as GitHub lists it, with members the reader skips that hold `},` (where the bulk decoder
+    cuts), numbers, literals and nested values."""
+    return {"id": n, "name": f"sha256:{n:x}", "url": "},{" * (n % 3), "created_at": f"2026-01-01T00:{n % 60:02d}:00Z",
+            "metadata": {"package_type": "container", "container": {"tags": ["a" * n, "},{"][: 1 + n % 2]}},
+            "n": n * 1.5, "ok": n % 2 == 0, "nested": [{"a": n}, {"b": [{}, {"c": None}]}]}  # fmt: skip
+
+
+def _snapshot_text(pages: list[list[dict[str, object]]], space: str) -> str:
+    return space.join(space + json.dumps(page, indent=1 if space else None) for page in pages) + space
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.lists(st.integers(1, 40), max_size=6), min_size=1, max_size=4),
@@ -369,22 +381,51 @@ def test_prune_piped_into_head_ends_quietly(tmp_path: Path) -> None:
 def test_snapshot_is_decoded_item_by_item_across_any_chunk_boundary(
     pages: list[list[int]], space: str, chunk: int
 ) -> None:
-    """The streaming reader gives what json.loads gives page by page, wherever the chunks cut the text
-    (inside strings, numbers, between items, between pages)."""
-    # Strings and nested values holding `},` (where the bulk decoder cuts) must not fool it.
-    items = [[{"id": n, "name": f"sha256:{n:x}", "tags": ["a" * n], "n": n * 1.5, "ok": n % 2 == 0,
-               "text": "},{" * (n % 3), "nested": [{"a": n}, {"b": [{}, {}]}]} for n in page]
-             for page in pages]  # fmt: skip
-    text = space.join(space + json.dumps(page, indent=1 if space else None) for page in items) + space
-    decoded = list(snapshot.json_list_items(io.StringIO(text), chunk=chunk))
-    assert decoded == [item for page in items for item in page]
+    """The streaming reader gives what json.loads and the row rules give page by page, wherever the chunks cut
+    the text (inside strings, numbers, between items, between pages)."""
+    items = [[_version_item(n) for n in page] for page in pages]
+    decoded = list(snapshot.version_rows(io.StringIO(_snapshot_text(items, space)), chunk=chunk))
+    assert decoded == [listing.row_from_item(item, 0) for page in items for item in page]
+    assert all(row.metadata.container.tags[:1] == ("a" * row.id,) for row in decoded)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(2, 60),
+    st.data(),
+    st.sampled_from(["", "\n"]),
+    st.sampled_from([7, 64, 300, 1 << 20]),
+)
+def test_a_bad_item_is_named_by_its_position_across_any_chunk_boundary(
+    count: int, data: st.DataObject, space: str, chunk: int
+) -> None:
+    """Decoded in bulk or one by one, the first item that is no version is the one the error names."""
+    items = [_version_item(n) for n in range(1, count + 1)]
+    bad = data.draw(st.integers(0, count - 1))
+    member, value, complaint = data.draw(st.sampled_from([
+        ("id", "7", "Expected `int`, got `str` - at `id`"),
+        ("id", True, "Expected `int`, got `bool` - at `id`"),
+        ("name", "", "Expected `str` of length >= 1 - at `name`"),
+        ("created_at", "yesterday", "Invalid RFC3339 encoded datetime - at `created_at`"),
+        ("metadata", {"container": {"tags": "latest"}}, "Expected `array`, got `str` - at `metadata.container.tags`"),
+    ]))  # fmt: skip
+    items[bad] = {**items[bad], member: value}
+    split = data.draw(st.integers(0, count))
+    text = _snapshot_text([items[:split], items[split:]], space)
+    with pytest.raises(listing.NotAVersion) as caught:
+        list(snapshot.version_rows(io.StringIO(text), chunk=chunk))
+    assert (caught.value.position, caught.value.detail) == (bad, complaint)
 
 
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [("", "empty"), ("  \n", "empty"), ("{}", "expected a JSON list"), ("[V, V", "does not end"),
      ("[V V]", "expected , or ]"), ("[] x", "expected a JSON list"), ('[{"a": }]', "Expecting value"),
-     ("[1]", "item 0 is not a container package version"),
+     ("[1]", "item 0 is not a container package version (Expected `object`, got `int`)"),
+     ('[V, {"id": 2, "name": "sha256:2"}]',
+      "item 1 is not a container package version (Object missing required field `created_at`)"),
+     ('[V, {"id": 2, "name": "sha256:1", "created_at": "2026-01-01T00:00:00Z"}]',
+      "item 1 repeats the id or digest of another version"),
      ("[" * 50_000, "nested too deeply")],
 )  # fmt: skip
 def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from charon_ci.durations import format_duration, parse_duration
 from charon_ci.gha import InputError
-from charon_ci.prune.model import InUse, PackageVersion, parse_versions
+from charon_ci.prune.listing import parse_versions
+from charon_ci.prune.model import InUse, PackageVersion
 from charon_ci.prune.patterns import parse_protect
 from charon_ci.prune.policy import (
     DEFAULT_PROTECT,
@@ -295,7 +296,7 @@ def test_parse_versions_reads_the_openapi_example() -> None:
 
 def _item(id_: object, name: str, tags: object = None) -> dict[str, object]:
     container = {"tags": [] if tags is None else tags}
-    return {"id": id_, "name": name, "created_at": "2020-01-01T00:00Z", "metadata": {"container": container}}
+    return {"id": id_, "name": name, "created_at": "2020-01-01T00:00:00Z", "metadata": {"container": container}}
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,8 @@ from charon_ci.metrics.model import (
     parse_workflow,
 )
 from charon_ci.metrics.state import manifest_json, parse_manifest
-from charon_ci.prune.model import PackageVersion, parse_versions
+from charon_ci.prune.listing import parse_versions
+from charon_ci.prune.model import PackageVersion
 
 FORMAT = "charon-ci-metrics-dump"
 VERSION = 1

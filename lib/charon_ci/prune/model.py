@@ -6,13 +6,13 @@ Shared by the retention core (which judges it) and the edges (which fetch it), s
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
-from typing import Any, NamedTuple
 
-__all__ = ["InUse", "PackageVersion", "collect_versions", "parse_versions", "shown"]
+import msgspec
+
+__all__ = ["InUse", "PackageVersion", "shown"]
 
 _PR_TAG_RE = re.compile(r"pr-(\d+)(?:-.*)?")
 _HEX_RE = re.compile(r"[0-9a-f]{7,40}")
@@ -42,74 +42,17 @@ def shown(text: str) -> str:
     return f'"{escaped}"'
 
 
-class PackageVersion(NamedTuple):
+class PackageVersion(msgspec.Struct, frozen=True, gc=False):
     """One manifest digest in the package, with every tag it carries.
 
-    A named tuple, not a frozen dataclass: equally immutable, and made twice as fast (a run makes one for
-    each of up to hundreds of thousands of versions)."""
+    A msgspec struct: as immutable as a frozen dataclass, made four times as fast as a named tuple and 40
+    bytes smaller (a run holds one for each of up to hundreds of thousands of versions). Outside the cyclic
+    collector (`gc=False`): it refers only to strings, numbers and a time, so it can never be in a cycle."""
 
     id: int
     digest: str
     tags: tuple[str, ...]
     created_at: datetime
-
-
-_SEQUENCES = (list, tuple)
-
-
-_NOTHING: dict[str, Any] = {}  # read-only default for absent fields
-
-
-def parse_versions(items: Any, source: str) -> list[PackageVersion]:
-    """Package versions from the GitHub REST `.../packages/container/NAME/versions` JSON (a list).
-
-    Raises ValueError naming `source` and the first item that is not a container package version."""
-    if not isinstance(items, list):
-        raise ValueError(f"{source}: expected a JSON list of package versions")
-    return collect_versions(items, source)
-
-
-def collect_versions(items: Iterable[Any], source: str) -> list[PackageVersion]:
-    """`parse_versions` over any iterable (a snapshot is read item by item, never held whole)."""
-    by_id: dict[int, PackageVersion] = {}
-    digests: set[str] = set()
-    # Versions listed one after another often share their push's second: parse that time once.
-    last_stamp: object = None
-    created = datetime.min
-    for position, item in enumerate(items):
-        try:
-            version_id, digest, stamp = item["id"], item["name"], item["created_at"]
-            try:
-                tags = item["metadata"]["container"]["tags"]
-            except KeyError:  # a version without tags may leave out any level
-                tags = item.get("metadata", _NOTHING).get("container", _NOTHING).get("tags", ())
-            if stamp != last_stamp or type(stamp) is not str:
-                created = datetime.fromisoformat(stamp)
-                if created.tzinfo is None:
-                    created = created.replace(tzinfo=UTC)
-                last_stamp = stamp
-        except (AttributeError, KeyError, TypeError, ValueError):
-            raise ValueError(f"{source}: item {position} is not a container package version") from None
-        if (
-            type(version_id) is not int  # bool is an int to isinstance; JSON true is not an id
-            or type(digest) is not str
-            or not digest
-            or not isinstance(tags, _SEQUENCES)  # tuple() would also take a string or a dict
-            or (tags and not all(type(tag) is str for tag in tags))
-        ):
-            raise ValueError(f"{source}: item {position} is not a container package version")
-        # Pages listed while another run deletes can repeat a version: merge its tags (judging the union
-        # only ever keeps more). Two versions sharing an id or a digest would mix up their verdicts: refused.
-        earlier = by_id.get(version_id)
-        if earlier is not None and earlier.digest == digest:
-            merged = tuple(dict.fromkeys(earlier.tags + tuple(tags)))
-            by_id[version_id] = earlier._replace(tags=merged)
-            continue
-        if earlier is not None or digest in digests:
-            raise ValueError(f"{source}: item {position} repeats the id or digest of another version")
-        by_id[version_id] = PackageVersion(version_id, digest, tuple(tags), created)
-        digests.add(digest)
-    return list(by_id.values())
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def _decision_lines(decisions: Iterable[Decision], extra: Callable[[Decision], s
     shared: tuple[tuple[str, ...], str] | None = None  # the reasons and summary last shared, as encoded below
     shared_reasons = shared_summary = ""
     for decision in decisions:
-        (version_id, digest, tags, moment), _, reasons, summary = decision
+        version, reasons, summary = decision.version, decision.reasons, decision.summary
+        version_id, digest, tags, moment = version.id, version.digest, version.tags, version.created_at
         if moment is not last_moment:
             last_moment, created = moment, _json_time(moment, day_texts)
         if shared is not None and shared[0] is reasons and shared[1] is summary:

@@ -1,9 +1,9 @@
 """Reading an offline snapshot: the JSON list `GET .../packages/container/NAME/versions` returns, or several
 back to back (`gh api --paginate` prints one list a page).
 
-The file is read in chunks and decoded one version at a time, straight into `PackageVersion`s: a snapshot of
-200,000 versions is about 100 MiB of JSON, and holding it whole (then every item as a dict) cost several
-times the memory the plan itself needs.
+The file is read in chunks and decoded a run of whole versions at a time, straight into `VersionRow`s
+(listing.py): a snapshot of 200,000 versions is about 100 MiB of JSON, and holding it whole (then every item
+as a dict) cost several times the memory the plan itself needs.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
 from charon_ci import gha
-from charon_ci.prune.model import PackageVersion, collect_versions
+from charon_ci.prune.listing import VersionRow, decode_rows, row_from_item, versions_from_rows
+from charon_ci.prune.model import PackageVersion
 
 SNAPSHOT_MAX_BYTES = 512 * 1024 * 1024
-_CHUNK = 1 << 18  # a chunk's items are decoded at once: 256 KiB of JSON is about 1 MiB of objects
+_CHUNK = 1 << 18  # a chunk's versions are decoded at once: 256 KiB of JSON
 _MAX_ITEM_CHARS = 16 << 20  # one version is under a kilobyte; past this a decode error is the file's fault
 _ACCEPTED = "a JSON file holding the list GET /orgs/OWNER/packages/container/NAME/versions returns"
 
@@ -34,10 +37,10 @@ def load_snapshot(path: Path) -> list[PackageVersion]:
         try:
             if os.fstat(handle.fileno()).st_size > SNAPSHOT_MAX_BYTES:
                 raise ValueError("larger than 512 MiB")
-            return collect_versions(json_list_items(handle), "snapshot")
+            return versions_from_rows(version_rows(handle), "snapshot")
         except OSError as exc:
             raise gha.InputError("snapshot", f"{_ACCEPTED} (cannot read it: {exc.strerror})", str(path)) from None
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError and NotAVersion are ValueErrors too
             raise gha.InputError("snapshot", f"{_ACCEPTED} ({_reason(exc)})", str(path)) from None
         except RecursionError:  # arrays nested thousands deep: not a versions list either
             raise gha.InputError("snapshot", f"{_ACCEPTED} (nested too deeply)", str(path)) from None
@@ -51,24 +54,26 @@ def _reason(exc: ValueError) -> str:
     return str(exc)
 
 
-def json_list_items(handle: TextIO, chunk: int = _CHUNK) -> Iterator[object]:
-    """The items of one JSON list, or of several back to back, decoded a chunk at a time."""
+def version_rows(handle: TextIO, chunk: int = _CHUNK) -> Iterator[VersionRow]:
+    """The versions of one JSON list, or of several back to back, decoded a chunk at a time."""
     # Handed on a batch at a time and flattened in C: resuming a generator for each item cost more.
-    return itertools.chain.from_iterable(_json_list_batches(handle, chunk))
+    return itertools.chain.from_iterable(_version_row_batches(handle, chunk))
 
 
-def _json_list_batches(handle: TextIO, chunk: int) -> Iterator[list[object]]:
-    """The items of `json_list_items`, in lists.
+def _version_row_batches(handle: TextIO, chunk: int) -> Iterator[list[VersionRow]]:
+    """The rows of `version_rows`, in lists.
 
-    Raises ValueError for anything else (an empty file, an object, trailing junk, more than 512 MiB).
-    Most of a chunk is decoded in one call (see `_bulk_end`); what that cannot take (a page boundary, a
-    cut inside an item, odd spacing) goes item by item."""
+    Raises NotAVersion for an item that is no version, ValueError for anything else (an empty file, an
+    object, trailing junk, more than 512 MiB). Most of a chunk is decoded in one call (see `_bulk_end`); what
+    that cannot take (a page boundary, a cut inside an item, odd spacing, an item that is no version) goes
+    item by item, so an error names the item and says what is wrong with it."""
     decoder = json.JSONDecoder()
     buffer = ""
     position = 0
     read = 0
     eof = False
     lists = 0
+    items = 0  # items decoded so far: the next one's position in the file's lists, for error messages
     bulk_failed_at = -1  # a bulk decode that failed is not tried again before the item it stopped at
 
     def more() -> bool:
@@ -127,11 +132,12 @@ def _json_list_batches(handle: TextIO, chunk: int) -> Iterator[list[object]]:
                 end = _bulk_end(buffer, position)
             if end > position:
                 try:
-                    items = json.loads(f"[{buffer[position:end]}]")
-                except (ValueError, RecursionError):
+                    rows = decode_rows(f"[{buffer[position:end]}]")
+                except (msgspec.DecodeError, RecursionError):  # a cut inside an item, an item no version
                     bulk_failed_at = end
                 else:
-                    yield items
+                    items += len(rows)
+                    yield rows
                     position = end
                     continue
             while True:
@@ -145,7 +151,8 @@ def _json_list_batches(handle: TextIO, chunk: int) -> Iterator[list[object]]:
                     continue  # a number (or literal) cut at the chunk's end: decode it whole
                 break
             position = end
-            yield [item]
+            yield [row_from_item(item, items)]
+            items += 1
     if lists == 0:
         raise ValueError("the file is empty")
 

@@ -20,7 +20,8 @@ from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 from charon_ci import gha, github, oci, registry
-from charon_ci.prune.model import InUse, PackageVersion, parse_versions, shown
+from charon_ci.prune.listing import parse_versions
+from charon_ci.prune.model import InUse, PackageVersion, shown
 from charon_ci.prune.reachability import ChildRef, ManifestFacts
 
 # Workflow-run states in which a run may still pull an image (everything before `completed`).
