@@ -426,6 +426,10 @@ def test_a_bad_item_is_named_by_its_position_across_any_chunk_boundary(
       "item 1 is not a container package version (Object missing required field `created_at`)"),
      ('[V, {"id": 2, "name": "sha256:1", "created_at": "2026-01-01T00:00:00Z"}]',
       "item 1 repeats the id or digest of another version"),
+     # Python's decoder (the item-by-item path) makes a lone surrogate of this escape; msgspec's refuses it.
+     ('[V, {"id": 2, "name": "sha256:2", "created_at": "2026-01-01T00:00:00Z", "metadata": {"container":'
+      ' {"tags": ["ok", "\\udcff"]}}}]',
+      "item 1 is not a container package version (a lone UTF-16 surrogate - at `metadata.container.tags[1]`)"),
      ("[" * 50_000, "nested too deeply")],
 )  # fmt: skip
 def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Path) -> None:
@@ -438,9 +442,9 @@ def test_snapshot_junk_is_an_input_error(text: str, complaint: str, tmp_path: Pa
 
 
 def test_the_plan_file_holds_each_decision_exactly_as_its_as_json() -> None:
-    """The plan file's lines are built by hand for speed (report._decision_lines): they must stay what
-    `Decision.as_json` says, for times in UTC to the second (formatted once a day), with microseconds, in
-    another zone, and for hostile tags."""
+    """The plan file's lines are encoded a batch at a time (report._write_items): they must stay what
+    `Decision.as_json` says, for times in UTC to the second, with microseconds, in another zone, and for
+    hostile tags (quotes, backslashes, line separators)."""
     from datetime import UTC, datetime, timedelta, timezone
 
     from charon_ci.prune.model import InUse, PackageVersion
@@ -467,3 +471,5 @@ def test_the_plan_file_holds_each_decision_exactly_as_its_as_json() -> None:
         d.as_json() for d in result.delete
     ]
     assert written["keep"] == [d.as_json() for d in result.keep]
+    lines = out.getvalue().split("\n")
+    assert len(lines) == len(versions) + 6, "one version a line, and a line for each of the document's parts"

@@ -308,6 +308,7 @@ def _item(id_: object, name: str, tags: object = None) -> dict[str, object]:
         [_item("1", "x")],
         [_item(True, "x")],
         [_item(1, "x", "latest")],  # a string, not a list: would become the tags l, a, t, e, s, t
+        [_item(1, "x", ["\udcff"])],  # no UTF-8 holds a lone surrogate: the plan file could not be written
         [_item(1, "x"), _item(1, "y")],  # one id, two digests: verdicts are kept by id
         [_item(1, "x"), _item(2, "x")],
     ],

@@ -59,9 +59,20 @@ def decode_rows(text: str) -> list[VersionRow]:
 def row_from_item(item: object, position: int) -> VersionRow:
     """One already decoded item (a dict) as a row, held to the same rules; NotAVersion otherwise."""
     try:
-        return msgspec.convert(item, VersionRow)
+        row = msgspec.convert(item, VersionRow)
     except msgspec.ValidationError as exc:
         raise NotAVersion(position, _detail(exc)) from None
+    # Python's JSON decoder makes a lone surrogate of an escape like "\udcff"; msgspec's refuses that, as
+    # text no UTF-8 can hold (the plan file could not be written). Held to the same rule here.
+    tags = row.metadata.container.tags
+    members = [("name", row.name), *((f"metadata.container.tags[{n}]", tag) for n, tag in enumerate(tags))]
+    for member, text in members:
+        if not text.isascii():
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise NotAVersion(position, f"a lone UTF-16 surrogate - at `{member}`") from None
+    return row
 
 
 def _detail(exc: msgspec.ValidationError) -> str:
@@ -91,8 +102,8 @@ def versions_from_rows(rows: Iterable[VersionRow], source: str) -> list[PackageV
     last_created: datetime | None = None
     for position, row in enumerate(rows):
         version_id, digest, created, tags = row.id, row.name, row.created_at, row.metadata.container.tags
-        # Versions listed one after another often share their push's second: they share one datetime too,
-        # which costs less memory, and the plan file formats each time once (report._decision_lines).
+        # Versions listed one after another often share their push's second (an index, its platforms and
+        # attestations): they share one datetime too, 48 bytes less each.
         if created == last_created:
             created = last_created
         else:

@@ -8,13 +8,14 @@ Tags and reasons may come from a snapshot file anyone could have written, so eve
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, TextIO
+
+import msgspec
 
 from charon_ci import gha
 from charon_ci.durations import format_duration
@@ -82,6 +83,22 @@ def policy_json(policy: Policy) -> dict[str, Any]:
     }
 
 
+class PlanItem(msgspec.Struct, gc=False):
+    """One version in the plan file, as `Decision.as_json` says, plus what became of a planned deletion."""
+
+    id: int
+    digest: str
+    tags: tuple[str, ...]
+    created_at: datetime  # RFC 3339, `Z` for UTC, as GitHub writes it
+    reasons: tuple[str, ...]
+    summary: str
+    bytes_freed: int | msgspec.UnsetType = msgspec.UNSET
+    result: str | msgspec.UnsetType = msgspec.UNSET
+
+
+_JSON = msgspec.json.Encoder()
+
+
 def write_plan_json(
     out: TextIO,
     plan: Plan,
@@ -103,18 +120,20 @@ def write_plan_json(
         status.update((d.version.digest, f"failed: {why}") for d, why in outcome.failed)
         status.update((d.version.digest, "not attempted") for d in outcome.remaining)
     head = {"package": package, "registry": registry, "dry_run": dry_run, "policy": policy_json(policy)}
-    out.write(json.dumps(head)[:-1] + f', "now": {json.dumps(_timestamp(plan.now))},\n"delete": [')
+    out.write(_json_text(head)[:-1] + f',"now":{_json_text(plan.now)},\n"delete":[')
 
-    def results(decision: Decision) -> str:
+    def deleted_item(decision: Decision) -> PlanItem:
+        item = _plan_item(decision)
         digest = decision.version.digest
-        extra = f', "bytes_freed": {int(sizes[digest])}' if sizes and digest in sizes else ""
+        if sizes and digest in sizes:
+            item.bytes_freed = int(sizes[digest])
         if outcome is not None:
-            extra += f', "result": {_json_text(status.get(digest, "not attempted"))}'
-        return extra
+            item.result = status.get(digest, "not attempted")
+        return item
 
-    _write_lines(out, _decision_lines(plan.delete, results))
-    out.write('\n],\n"keep": [')
-    _write_lines(out, _decision_lines(plan.keep))
+    _write_items(out, map(deleted_item, plan.delete))
+    out.write('\n],\n"keep":[')
+    _write_items(out, map(_plan_item, plan.keep))
     tail: dict[str, Any] = {
         "blocked_by": list(plan.blocked_by),
         "safety_buffer": format_duration(plan.buffer),
@@ -125,67 +144,27 @@ def write_plan_json(
         tail["stopped_because"] = outcome.stopped_because
         tail["bytes_freed"] = outcome.bytes_freed
         tail["bytes_planned"] = outcome.bytes_planned
-    out.write("\n],\n" + json.dumps(tail)[1:] + "\n")
+    out.write("\n]," + _json_text(tail)[1:] + "\n")
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+def _plan_item(decision: Decision) -> PlanItem:
+    version = decision.version
+    return PlanItem(version.id, version.digest, version.tags, version.created_at, decision.reasons, decision.summary)
 
 
-# json.dumps' own string encoder (C): a line built with it is exactly json.dumps(decision.as_json()).
-_json_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
+def _json_text(value: object) -> str:
+    return _JSON.encode(value).decode()
 
 
-def _decision_lines(decisions: Iterable[Decision], extra: Callable[[Decision], str] | None = None) -> Iterator[str]:
-    """Each decision as `json.dumps(decision.as_json())`, plus the members `extra` gives, without building the
-    dict: the plan file's lines are most of an offline run's output. Neighbours often share their push's time,
-    and decisions kept for one same reason share its texts (policy._plan): each is encoded once."""
-    last_moment: datetime | None = None
-    created = ""
-    day_texts: dict[int, str] = {}
-    shared: tuple[tuple[str, ...], str] | None = None  # the reasons and summary last shared, as encoded below
-    shared_reasons = shared_summary = ""
-    for decision in decisions:
-        version, reasons, summary = decision.version, decision.reasons, decision.summary
-        version_id, digest, tags, moment = version.id, version.digest, version.tags, version.created_at
-        if moment is not last_moment:
-            last_moment, created = moment, _json_time(moment, day_texts)
-        if shared is not None and shared[0] is reasons and shared[1] is summary:
-            reasons_text, summary_text = shared_reasons, shared_summary
-        else:
-            reasons_text, summary_text = ", ".join(map(_json_text, reasons)), _json_text(summary)
-            if not tags:  # an untagged version's texts are the ones shared (a tagged one's are its own)
-                shared, shared_reasons, shared_summary = (reasons, summary), reasons_text, summary_text
-        tags_text = ", ".join(map(_json_text, tags)) if tags else ""
-        yield (
-            f'{{"id": {int(version_id)}, "digest": {_json_text(digest)}, "tags": [{tags_text}], '
-            f'"created_at": {created}, "reasons": [{reasons_text}], "summary": {summary_text}'
-            f"{extra(decision) if extra else ''}}}"
-        )
-
-
-_TWO_DIGITS = tuple(f"{number:02d}" for number in range(60))  # hours, minutes and seconds as a clock shows them
-
-
-def _json_time(moment: datetime, day_texts: dict[int, str]) -> str:
-    """`_json_text(_timestamp(moment))`, with the date formatted once a day (in `day_texts`) and the clock from
-    `_TWO_DIGITS`: isoformat, or formatting the three numbers, cost more than the rest of a plan line. Times in
-    UTC to the second, as GitHub gives them; others as they are."""
-    if moment.tzinfo is not UTC or moment.microsecond:
-        return _json_text(_timestamp(moment))
-    day = moment.toordinal()
-    prefix = day_texts.get(day)
-    if prefix is None:
-        prefix = day_texts[day] = f'"{moment.date().isoformat()}T'
-    return f'{prefix}{_TWO_DIGITS[moment.hour]}:{_TWO_DIGITS[moment.minute]}:{_TWO_DIGITS[moment.second]}Z"'
-
-
-
-def _write_lines(out: TextIO, lines: Iterator[str]) -> None:
-    """`lines` as the items of a JSON list, one a line; one write a batch (each write() has its own cost)."""
+def _write_items(out: TextIO, items: Iterable[PlanItem]) -> None:
+    """`items` as the members of a JSON list, one a line, encoded a batch at a time in one call (C)."""
     separator = "\n"
-    while batch := list(itertools.islice(lines, LOG_BATCH)):
-        out.write(separator + ",\n".join(batch))
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, LOG_BATCH)):
+        # JSON text never holds a raw line break (inside strings it is escaped), so the break after each
+        # item is exactly where the list's comma goes.
+        lines = _JSON.encode_lines(batch).decode()
+        out.write(separator + lines[:-1].replace("\n", ",\n"))
         separator = ",\n"
 
 
