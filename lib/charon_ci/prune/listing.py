@@ -18,7 +18,7 @@ import msgspec
 
 from charon_ci.prune.model import PackageVersion
 
-__all__ = ["VersionRow", "decode_rows", "parse_versions", "row_from_item", "versions_from_rows"]
+__all__ = ["NotAVersion", "VersionRow", "decode_rows", "parse_versions", "row_from_item", "versions_from_rows"]
 
 
 class _Container(msgspec.Struct, frozen=True, gc=False):

@@ -73,7 +73,7 @@ def _version_row_batches(handle: TextIO, chunk: int) -> Iterator[list[VersionRow
     read = 0
     eof = False
     lists = 0
-    items = 0  # items decoded so far: the next one's position in the file's lists, for error messages
+    decoded = 0  # versions decoded so far: the next one's position in the file's lists, for error messages
     bulk_failed_at = -1  # a bulk decode that failed is not tried again before the item it stopped at
 
     def more() -> bool:
@@ -136,7 +136,7 @@ def _version_row_batches(handle: TextIO, chunk: int) -> Iterator[list[VersionRow
                 except (msgspec.DecodeError, RecursionError):  # a cut inside an item, an item no version
                     bulk_failed_at = end
                 else:
-                    items += len(rows)
+                    decoded += len(rows)
                     yield rows
                     position = end
                     continue
@@ -151,8 +151,8 @@ def _version_row_batches(handle: TextIO, chunk: int) -> Iterator[list[VersionRow
                     continue  # a number (or literal) cut at the chunk's end: decode it whole
                 break
             position = end
-            yield [row_from_item(item, items)]
-            items += 1
+            yield [row_from_item(item, decoded)]
+            decoded += 1
     if lists == 0:
         raise ValueError("the file is empty")
 
