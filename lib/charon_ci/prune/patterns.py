@@ -59,7 +59,7 @@ class ProtectMatcher:
     def first_match(self, tag: str) -> str | None:
         if self._set is None:
             return None
-        # Tags from a hand-made snapshot may hold lone surrogates, which UTF-8 cannot encode as they are.
+        # Listed versions never hold a lone surrogate (listing.py refuses them); one made by hand still matches.
         hits = self._set.Match(tag.encode("utf-8", "surrogatepass"))
         return self.rules[min(hits)].source if hits else None
 

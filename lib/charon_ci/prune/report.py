@@ -119,8 +119,10 @@ def write_plan_json(
         status.update((d.version.digest, "already gone") for d in outcome.already_gone)
         status.update((d.version.digest, f"failed: {why}") for d, why in outcome.failed)
         status.update((d.version.digest, "not attempted") for d in outcome.remaining)
-    head = {"package": package, "registry": registry, "dry_run": dry_run, "policy": policy_json(policy)}
-    out.write(_json_text(head)[:-1] + f',"now":{_json_text(plan.now)},\n"delete":[')
+    head = {
+        "package": package, "registry": registry, "dry_run": dry_run, "policy": policy_json(policy), "now": plan.now
+    }  # fmt: skip
+    out.write(_json_text(head)[:-1] + ',\n"delete":[')
 
     def deleted_item(decision: Decision) -> PlanItem:
         item = _plan_item(decision)
